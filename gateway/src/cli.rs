@@ -1,0 +1,170 @@
+//! Command line: `serve` (also reached with Anthropic's `-config FILE` form), `demo`, `certs init`,
+//! `sample-upstream`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config;
+
+#[derive(Debug, Parser)]
+#[command(name = "mcp-gateway", version, about = "Policy gateway for MCP traffic", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway (the default; `mcp-gateway -config FILE` works as with Anthropic's proxy).
+    Serve {
+        /// Config file (Anthropic's proxy schema plus mcp-gateway's extensions).
+        #[arg(long, short = 'c', default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+    },
+    /// Self-contained demo: throwaway CA, a sample MCP server, the gateway in front, a few calls through it.
+    Demo,
+    /// Certificates for the inner TLS.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
+    /// Run the sample upstream MCP server used by the demo and the benchmarks (plain HTTP, path /mcp).
+    SampleUpstream {
+        #[arg(long, default_value = "127.0.0.1:9000")]
+        listen: SocketAddr,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CertsCommand {
+    /// Create a CA and a server certificate for `*.<tunnel-domain>` in DIR (ca.crt, ca.key, tls.crt, tls.key).
+    Init {
+        #[arg(long)]
+        tunnel_domain: String,
+        #[arg(long)]
+        out: PathBuf,
+        /// Key type of the server certificate.
+        #[arg(long, value_enum, default_value = "ecdsa-p256")]
+        key_type: crate::certs::KeyKind,
+    },
+}
+
+/// Rewrites Go-style single-dash long flags (`-config`) and a missing subcommand into `serve`.
+fn normalize_args(args: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut out: Vec<String> = args
+        .into_iter()
+        .map(|a| match a.as_str() {
+            "-config" => "--config".to_owned(),
+            s if s.starts_with("-config=") => format!("-{s}"),
+            _ => a,
+        })
+        .collect();
+    let first = out.get(1).map(String::as_str);
+    let needs_serve = match first {
+        None => true,
+        Some(f) => f.starts_with('-') && !matches!(f, "-h" | "--help" | "-V" | "--version"),
+    };
+    if needs_serve {
+        out.insert(1.min(out.len()), "serve".to_owned());
+    }
+    out
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse_from(normalize_args(std::env::args()));
+    let result = match cli.command {
+        Command::Serve { config } => serve(config),
+        Command::Demo => runtime().and_then(|rt| rt.block_on(crate::demo::run())),
+        Command::Certs {
+            command:
+                CertsCommand::Init {
+                    tunnel_domain,
+                    out,
+                    key_type,
+                },
+        } => certs_init(&tunnel_domain, &out, key_type),
+        Command::SampleUpstream { listen } => runtime().and_then(|rt| {
+            rt.block_on(async {
+                let (addr, task) = crate::demo::upstream::spawn(listen).await?;
+                eprintln!("sample MCP upstream listening on http://{addr}/mcp");
+                tokio::select! {
+                    r = task => r??,
+                    () = crate::server::shutdown_signal() => {}
+                }
+                Ok(())
+            })
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", crate::telemetry::error_chain(e.as_ref()));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn serve(path: PathBuf) -> anyhow::Result<()> {
+    let config = config::load(&path)?;
+    crate::telemetry::init(&config.log);
+    tracing::info!(config = %path.display(), version = env!("CARGO_PKG_VERSION"), "starting mcp-gateway");
+    runtime()?.block_on(async {
+        let server = crate::server::Server::bind(config).await?;
+        server.run(crate::server::shutdown_signal()).await
+    })
+}
+
+fn certs_init(
+    tunnel_domain: &str,
+    out: &std::path::Path,
+    kind: crate::certs::KeyKind,
+) -> anyhow::Result<()> {
+    let issued = crate::certs::issue(tunnel_domain, kind)?;
+    issued.write_to(out)?;
+    println!(
+        "wrote {0}/ca.crt, {0}/ca.key (keep secret), {0}/tls.crt, {0}/tls.key (mode 0600)",
+        out.display()
+    );
+    println!(
+        "register {}/ca.crt with the tunnel; point tls.cert_file/tls.key_file at tls.crt/tls.key",
+        out.display()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize_args;
+
+    fn n(args: &[&str]) -> Vec<String> {
+        normalize_args(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn anthropic_flag_form_runs_serve() {
+        assert_eq!(
+            n(&["gw", "-config", "/x.yaml"]),
+            ["gw", "serve", "--config", "/x.yaml"]
+        );
+        assert_eq!(
+            n(&["gw", "-config=/x.yaml"]),
+            ["gw", "serve", "--config=/x.yaml"]
+        );
+        assert_eq!(n(&["gw"]), ["gw", "serve"]);
+        assert_eq!(
+            n(&["gw", "serve", "--config", "c"]),
+            ["gw", "serve", "--config", "c"]
+        );
+        assert_eq!(n(&["gw", "--help"]), ["gw", "--help"]);
+        assert_eq!(n(&["gw", "demo"]), ["gw", "demo"]);
+    }
+}

@@ -1,0 +1,153 @@
+//! The config file as written: serde structs that mirror the YAML 1:1, unknown keys rejected.
+//!
+//! Anthropic's MCP-tunnel proxy config loads unchanged; our own keys (`limits`, `log_format`, route maps with
+//! `upstream:`) sit beside theirs. Nothing here is interpreted: [`super::validate`] turns it into [`super::Config`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// `:8080` (Go style: all interfaces), `127.0.0.1:8443`, `[::]:8443`. Default `:8080`.
+    pub listen_addr: Option<String>,
+    /// `debug | info | warn | error`. Default `info`.
+    pub log_level: Option<String>,
+    /// Extension: `text | json`. Default `text`.
+    pub log_format: Option<String>,
+    /// How long to drain in-flight requests on SIGTERM, e.g. `30s`. Default `30s`.
+    pub shutdown_timeout: Option<String>,
+    /// `abcd1234.tunnel.anthropic.com`: route keys may be bare subdomains of it.
+    pub tunnel_domain: Option<String>,
+    pub tls: Option<FileTls>,
+    #[serde(default)]
+    pub routes: FileRoutes,
+    pub upstream: Option<FileUpstream>,
+    /// Extension: sizes and timeouts.
+    pub limits: Option<FileLimits>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileTls {
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    /// Extension: how often the certificate files are polled for changes, e.g. `10s`.
+    pub reload_interval: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileUpstream {
+    pub allowed_ips: Option<Vec<String>>,
+    pub disable_ip_validation: Option<bool>,
+    pub tls: Option<FileUpstreamTls>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileUpstreamTls {
+    pub ca_file: Option<String>,
+    pub include_system_cas: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileLimits {
+    /// Largest POST body accepted, in bytes. Default 4 MiB.
+    pub max_body_bytes: Option<u64>,
+    /// TLS handshake deadline. Default `10s`.
+    pub tls_handshake_timeout: Option<String>,
+    /// Deadline for a client to send a request's headers (slowloris guard). Default `10s`.
+    pub request_header_timeout: Option<String>,
+    /// Deadline for a client to send a whole request body. Default `30s`.
+    pub request_body_timeout: Option<String>,
+    /// An HTTP/2 connection with no answer to a keep-alive ping for this long is closed. Default `20s`.
+    pub idle_timeout: Option<String>,
+    /// TCP (and TLS) connect deadline towards an upstream. Default `5s`.
+    pub upstream_connect_timeout: Option<String>,
+    /// Deadline for an upstream to start answering (status line and headers). Streams are never cut. Default `300s`.
+    pub upstream_response_timeout: Option<String>,
+}
+
+/// `routes:` — a map of host → upstream. Written as a YAML list it fails with an example of the right shape.
+#[derive(Debug, Default)]
+pub struct FileRoutes(pub BTreeMap<String, FileRoute>);
+
+/// One route value: Anthropic's `scheme://host:port` string, or our map form with `upstream:` plus our keys.
+#[derive(Debug)]
+pub struct FileRoute {
+    pub upstream: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRouteMap {
+    upstream: String,
+}
+
+pub const ROUTES_EXAMPLE: &str = "routes must be a map of host → upstream URL, for example:\n  routes:\n    docs: http://10.0.12.7:9000\n    crm: { upstream: http://10.0.12.8:9000 }";
+
+impl<'de> Deserialize<'de> for FileRoutes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = FileRoutes;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a map of host → upstream URL")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FileRoutes, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    let value: FileRoute = map.next_value()?;
+                    if out.insert(key.clone(), value).is_some() {
+                        return Err(de::Error::custom(format!("route `{key}` is defined twice")));
+                    }
+                }
+                Ok(FileRoutes(out))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, _seq: A) -> Result<FileRoutes, A::Error> {
+                Err(de::Error::custom(format!(
+                    "`routes` is a list, but {ROUTES_EXAMPLE}"
+                )))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<FileRoutes, E> {
+                Ok(FileRoutes::default())
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for FileRoute {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = FileRoute;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an upstream URL `scheme://host:port`, or a map with `upstream:`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<FileRoute, E> {
+                Ok(FileRoute {
+                    upstream: v.to_owned(),
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<FileRoute, A::Error> {
+                let m = FileRouteMap::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(FileRoute {
+                    upstream: m.upstream,
+                })
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, _seq: A) -> Result<FileRoute, A::Error> {
+                Err(de::Error::custom(format!(
+                    "a route value is a list, but {ROUTES_EXAMPLE}"
+                )))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}

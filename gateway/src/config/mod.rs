@@ -1,0 +1,193 @@
+//! Configuration: the file as written ([`file`]) and the validated, immutable [`Config`] built from it once
+//! ([`validate`]). Nothing looks config up by string at request time.
+
+pub mod file;
+pub mod validate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+pub use validate::from_yaml;
+
+/// Default config path, as in Anthropic's proxy container.
+pub const DEFAULT_PATH: &str = "/etc/mcp-gateway/config.yaml";
+
+/// A validated configuration. Built only by [`validate`].
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub log: LogSettings,
+    pub shutdown_timeout: Duration,
+    /// Lowercase, without leading/trailing dots.
+    pub tunnel_domain: Option<String>,
+    pub tls: TlsFiles,
+    /// Sorted by key; at least one.
+    pub routes: Vec<RouteSpec>,
+    pub ip_policy: IpPolicy,
+    pub upstream_tls: UpstreamTls,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub level: LogLevel,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub reload_interval: Duration,
+}
+
+/// One `routes:` entry.
+#[derive(Debug, Clone)]
+pub struct RouteSpec {
+    /// The key as written, lowercased: a bare subdomain of `tunnel_domain` or a full host name.
+    pub key: String,
+    pub upstream: UpstreamUrl,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
+/// `scheme://host:port`, nothing else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamUrl {
+    pub scheme: Scheme,
+    /// Host name or IP literal (IPv6 without brackets), lowercase.
+    pub host: String,
+    pub port: u16,
+}
+
+impl UpstreamUrl {
+    /// `host:port` as it goes into the upstream `Host` header (IPv6 bracketed).
+    pub fn authority(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl std::fmt::Display for UpstreamUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}://{}", self.scheme.as_str(), self.authority())
+    }
+}
+
+/// Which upstream addresses may be dialled.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IpPolicy {
+    /// Only addresses inside these networks (IPv4-mapped IPv6 addresses are compared as IPv4).
+    Allowed(Vec<IpNet>),
+    /// `disable_ip_validation: true`: any address.
+    Disabled,
+}
+
+impl IpPolicy {
+    /// RFC 1918, the default when `allowed_ips` is absent.
+    pub fn rfc1918() -> Self {
+        IpPolicy::Allowed(
+            ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]
+                .iter()
+                .map(|n| n.parse().expect("static network"))
+                .collect(),
+        )
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct UpstreamTls {
+    pub ca_file: Option<PathBuf>,
+    pub include_system_cas: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_body_bytes: u64,
+    pub tls_handshake_timeout: Duration,
+    pub request_header_timeout: Duration,
+    pub request_body_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub upstream_connect_timeout: Duration,
+    pub upstream_response_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 4 * 1024 * 1024,
+            tls_handshake_timeout: Duration::from_secs(10),
+            request_header_timeout: Duration::from_secs(10),
+            request_body_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(20),
+            upstream_connect_timeout: Duration::from_secs(5),
+            upstream_response_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Why a config could not be loaded. Every message says what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}{}: {message}", location.map(|(l, c)| format!(":{l}:{c}")).unwrap_or_default())]
+    Syntax {
+        path: PathBuf,
+        /// Line and column (1-based) where the YAML parser gives one.
+        location: Option<(usize, usize)>,
+        message: String,
+    },
+    #[error("{path}: `{field}`: {message}")]
+    Invalid {
+        path: PathBuf,
+        field: String,
+        message: String,
+    },
+}
+
+/// Reads and validates a config file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    from_yaml(&text, path)
+}

@@ -1,0 +1,572 @@
+//! File → [`Config`]: every check a user could trip over, each with a message that says what to change.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use super::file::{FileConfig, FileRoutes};
+use super::{
+    Config, ConfigError, IpPolicy, Limits, LogFormat, LogLevel, LogSettings, RouteSpec, Scheme,
+    TlsFiles, UpstreamTls, UpstreamUrl,
+};
+
+/// Parses and validates YAML text; `path` is only used in messages.
+pub fn from_yaml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let file: FileConfig = if text.trim().is_empty() {
+        FileConfig::default()
+    } else {
+        serde_yaml_ng::from_str(text).map_err(|e| syntax_error(e, path))?
+    };
+    Validator { path }.config(file)
+}
+
+fn syntax_error(e: serde_yaml_ng::Error, path: &Path) -> ConfigError {
+    let location = e.location().map(|l| (l.line(), l.column()));
+    let mut message = e.to_string();
+    // The parser appends its own " at line L column C"; the location is already in front of the message.
+    if let Some(i) = message.find(" at line ") {
+        message.truncate(i);
+    }
+    if let Some(hint) = did_you_mean(&message) {
+        message.push_str(&hint);
+    }
+    ConfigError::Syntax {
+        path: path.to_owned(),
+        location,
+        message,
+    }
+}
+
+/// For serde's "unknown field `x`, expected one of `a`, `b`": the nearest known key, if any is close.
+fn did_you_mean(message: &str) -> Option<String> {
+    let rest = message.split("unknown field `").nth(1)?;
+    let (unknown, expected) = rest.split_once('`')?;
+    let best = expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(|cand| (strsim::jaro_winkler(unknown, cand), cand))
+        .max_by(|a, b| a.0.total_cmp(&b.0))?;
+    (best.0 >= 0.8).then(|| format!(" — did you mean `{}`?", best.1))
+}
+
+struct Validator<'a> {
+    path: &'a Path,
+}
+
+impl Validator<'_> {
+    fn invalid(&self, field: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.to_owned(),
+            field: field.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    fn config(&self, f: FileConfig) -> Result<Config, ConfigError> {
+        let listen = self.listen_addr(f.listen_addr.as_deref().unwrap_or(":8080"))?;
+        let log = LogSettings {
+            level: self.log_level(f.log_level.as_deref().unwrap_or("info"))?,
+            format: match f.log_format.as_deref().unwrap_or("text") {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                other => {
+                    return Err(
+                        self.invalid("log_format", format!("`{other}` is not one of text, json"))
+                    );
+                }
+            },
+        };
+        let shutdown_timeout =
+            self.duration("shutdown_timeout", f.shutdown_timeout.as_deref(), 30)?;
+        let tunnel_domain = match f.tunnel_domain {
+            Some(d) => Some(self.hostname("tunnel_domain", &d)?),
+            None => None,
+        };
+        let tls = self.tls(f.tls)?;
+        let routes = self.routes(f.routes, tunnel_domain.as_deref())?;
+        let upstream = f.upstream.unwrap_or_default();
+        let ip_policy = match (
+            upstream.allowed_ips,
+            upstream.disable_ip_validation.unwrap_or(false),
+        ) {
+            (Some(_), true) => {
+                return Err(self.invalid(
+                    "upstream.allowed_ips",
+                    "`allowed_ips` and `disable_ip_validation: true` are mutually exclusive: keep one",
+                ));
+            }
+            (None, true) => IpPolicy::Disabled,
+            (None, false) => IpPolicy::rfc1918(),
+            (Some(list), false) => IpPolicy::Allowed(self.allowed_ips(&list)?),
+        };
+        let utls = upstream.tls.unwrap_or_default();
+        let upstream_tls = UpstreamTls {
+            ca_file: utls.ca_file.map(PathBuf::from),
+            include_system_cas: utls.include_system_cas.unwrap_or(false),
+        };
+        if upstream_tls.ca_file.is_none()
+            && !upstream_tls.include_system_cas
+            && let Some(r) = routes.iter().find(|r| r.upstream.scheme == Scheme::Https)
+        {
+            return Err(self.invalid(
+                    &format!("routes.{}", r.key),
+                    format!(
+                        "upstream {} uses https:// but there is no trust anchor: set `upstream.tls.ca_file` \
+                         or `upstream.tls.include_system_cas: true`",
+                        r.upstream
+                    ),
+                ));
+        }
+        let limits = self.limits(f.limits.unwrap_or_default())?;
+        Ok(Config {
+            listen,
+            log,
+            shutdown_timeout,
+            tunnel_domain,
+            tls,
+            routes,
+            ip_policy,
+            upstream_tls,
+            limits,
+        })
+    }
+
+    fn listen_addr(&self, s: &str) -> Result<SocketAddr, ConfigError> {
+        let bad = || {
+            self.invalid(
+                "listen_addr",
+                format!("`{s}` is not an address: use `:8080` (all interfaces), `127.0.0.1:8443` or `[::1]:8443`"),
+            )
+        };
+        if let Some(port) = s.strip_prefix(':') {
+            let port: u16 = port.parse().map_err(|_| bad())?;
+            return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port));
+        }
+        if let Ok(a) = s.parse::<SocketAddr>() {
+            return Ok(a);
+        }
+        match s.rsplit_once(':') {
+            Some(("localhost", port)) => Ok(SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                port.parse().map_err(|_| bad())?,
+            )),
+            _ => Err(bad()),
+        }
+    }
+
+    fn log_level(&self, s: &str) -> Result<LogLevel, ConfigError> {
+        Ok(match s.to_ascii_lowercase().as_str() {
+            "debug" => LogLevel::Debug,
+            "info" => LogLevel::Info,
+            "warn" | "warning" => LogLevel::Warn,
+            "error" => LogLevel::Error,
+            _ => {
+                return Err(self.invalid(
+                    "log_level",
+                    format!("`{s}` is not one of debug, info, warn, error"),
+                ));
+            }
+        })
+    }
+
+    fn duration(
+        &self,
+        field: &str,
+        s: Option<&str>,
+        default_secs: u64,
+    ) -> Result<Duration, ConfigError> {
+        match s {
+            None => Ok(Duration::from_secs(default_secs)),
+            Some(s) => humantime::parse_duration(s.trim()).map_err(|e| {
+                self.invalid(
+                    field,
+                    format!("`{s}` is not a duration ({e}); write e.g. `30s`, `2m`, `1m30s`"),
+                )
+            }),
+        }
+    }
+
+    fn hostname(&self, field: &str, raw: &str) -> Result<String, ConfigError> {
+        let h = raw
+            .trim()
+            .trim_end_matches('.')
+            .trim_start_matches('.')
+            .to_ascii_lowercase();
+        let ok = !h.is_empty()
+            && h.len() <= 253
+            && h.split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'*')
+            });
+        if ok {
+            Ok(h)
+        } else {
+            Err(self.invalid(field, format!("`{raw}` is not a host name")))
+        }
+    }
+
+    fn tls(&self, tls: Option<super::file::FileTls>) -> Result<TlsFiles, ConfigError> {
+        const EXAMPLE: &str = "the gateway terminates the inner TLS; set for example\n  tls:\n    cert_file: /data/tls.crt\n    key_file: /data/tls.key";
+        let tls = tls.ok_or_else(|| self.invalid("tls", format!("missing: {EXAMPLE}")))?;
+        let cert_file = tls
+            .cert_file
+            .ok_or_else(|| self.invalid("tls.cert_file", format!("missing: {EXAMPLE}")))?;
+        let key_file = tls
+            .key_file
+            .ok_or_else(|| self.invalid("tls.key_file", format!("missing: {EXAMPLE}")))?;
+        Ok(TlsFiles {
+            cert_file: cert_file.into(),
+            key_file: key_file.into(),
+            reload_interval: self.duration(
+                "tls.reload_interval",
+                tls.reload_interval.as_deref(),
+                10,
+            )?,
+        })
+    }
+
+    fn routes(
+        &self,
+        routes: FileRoutes,
+        tunnel_domain: Option<&str>,
+    ) -> Result<Vec<RouteSpec>, ConfigError> {
+        if routes.0.is_empty() {
+            return Err(self.invalid(
+                "routes",
+                format!("no routes configured: {}", super::file::ROUTES_EXAMPLE),
+            ));
+        }
+        let mut out: Vec<RouteSpec> = Vec::with_capacity(routes.0.len());
+        for (raw_key, route) in routes.0 {
+            let field = format!("routes.{raw_key}");
+            let key = self.hostname(&field, &raw_key)?;
+            if !key.contains('.') && tunnel_domain.is_none() {
+                return Err(self.invalid(
+                    &field,
+                    format!("`{key}` is a bare subdomain but `tunnel_domain` is not set: set `tunnel_domain` or use the full host name as the key"),
+                ));
+            }
+            let upstream = parse_upstream(&route.upstream).map_err(|why| {
+                self.invalid(
+                    &field,
+                    format!(
+                        "invalid upstream `{}` (must be scheme://host:port): {why}",
+                        route.upstream
+                    ),
+                )
+            })?;
+            out.push(RouteSpec { key, upstream });
+        }
+        // `docs` and `docs.<tunnel_domain>` would be two keys for one host.
+        if let Some(td) = tunnel_domain {
+            for r in &out {
+                if let Some(sub) = r.key.strip_suffix(td).and_then(|s| s.strip_suffix('.'))
+                    && out.iter().any(|o| o.key == sub)
+                {
+                    return Err(self.invalid(
+                        &format!("routes.{}", r.key),
+                        format!(
+                            "routes `{sub}` and `{}` name the same host; keep one",
+                            r.key
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn allowed_ips(&self, list: &[String]) -> Result<Vec<IpNet>, ConfigError> {
+        if list.is_empty() {
+            return Err(self.invalid(
+                "upstream.allowed_ips",
+                "the list is empty, so no upstream could be reached: remove it for the RFC 1918 default, or list networks such as 10.0.0.0/8",
+            ));
+        }
+        list.iter()
+            .map(|s| {
+                let s = s.trim();
+                s.parse::<IpNet>()
+                    .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+                    .map(|n| n.trunc())
+                    .map_err(|_| {
+                        self.invalid(
+                            "upstream.allowed_ips",
+                            format!("`{s}` is neither a CIDR network (10.0.0.0/8) nor an address"),
+                        )
+                    })
+            })
+            .collect()
+    }
+
+    fn limits(&self, l: super::file::FileLimits) -> Result<Limits, ConfigError> {
+        let d = Limits::default();
+        let secs = |x: Duration| x.as_secs();
+        let max_body_bytes = l.max_body_bytes.unwrap_or(d.max_body_bytes);
+        if max_body_bytes == 0 {
+            return Err(self.invalid("limits.max_body_bytes", "must be greater than 0"));
+        }
+        Ok(Limits {
+            max_body_bytes,
+            tls_handshake_timeout: self.duration(
+                "limits.tls_handshake_timeout",
+                l.tls_handshake_timeout.as_deref(),
+                secs(d.tls_handshake_timeout),
+            )?,
+            request_header_timeout: self.duration(
+                "limits.request_header_timeout",
+                l.request_header_timeout.as_deref(),
+                secs(d.request_header_timeout),
+            )?,
+            request_body_timeout: self.duration(
+                "limits.request_body_timeout",
+                l.request_body_timeout.as_deref(),
+                secs(d.request_body_timeout),
+            )?,
+            idle_timeout: self.duration(
+                "limits.idle_timeout",
+                l.idle_timeout.as_deref(),
+                secs(d.idle_timeout),
+            )?,
+            upstream_connect_timeout: self.duration(
+                "limits.upstream_connect_timeout",
+                l.upstream_connect_timeout.as_deref(),
+                secs(d.upstream_connect_timeout),
+            )?,
+            upstream_response_timeout: self.duration(
+                "limits.upstream_response_timeout",
+                l.upstream_response_timeout.as_deref(),
+                secs(d.upstream_response_timeout),
+            )?,
+        })
+    }
+}
+
+/// `scheme://host:port` with nothing else (a trailing `/` is tolerated).
+pub fn parse_upstream(s: &str) -> Result<UpstreamUrl, String> {
+    let (scheme, rest) = s
+        .split_once("://")
+        .ok_or("no scheme; write e.g. http://10.0.12.7:9000")?;
+    let scheme = match scheme.to_ascii_lowercase().as_str() {
+        "http" => Scheme::Http,
+        "https" => Scheme::Https,
+        other => return Err(format!("scheme `{other}` is not http or https")),
+    };
+    let (authority, path) = match rest.find(['/', '?', '#']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    if !path.is_empty() && path != "/" {
+        return Err(format!(
+            "it has a path `{path}`; routes match host names only, so put the path in the client URL"
+        ));
+    }
+    if authority.contains('@') {
+        return Err("credentials in the URL are not supported".into());
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (h, p) = v6.split_once(']').ok_or("unclosed `[` in IPv6 address")?;
+        h.parse::<std::net::Ipv6Addr>()
+            .map_err(|_| format!("`{h}` is not an IPv6 address"))?;
+        (h.to_owned(), p.strip_prefix(':').ok_or("no port")?)
+    } else {
+        let (h, p) = authority.rsplit_once(':').ok_or("no port")?;
+        (h.to_ascii_lowercase(), p)
+    };
+    if host.is_empty() {
+        return Err("no host".into());
+    }
+    let port: u16 = port
+        .parse()
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| format!("`{port}` is not a port"))?;
+    Ok(UpstreamUrl { scheme, host, port })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ANTHROPIC_DOC: &str = r#"
+listen_addr: ":8080"            # Go-style ":port" means all interfaces
+log_level: info                 # debug | info | warn | error
+shutdown_timeout: 30s           # drain in-flight requests on SIGTERM
+tunnel_domain: abcd1234.tunnel.anthropic.com
+tls:
+  cert_file: /data/tls.crt
+  key_file: /data/tls.key
+routes:                         # a MAP: key = bare subdomain or full hostname; value = scheme://host:port
+  docs: http://docs-mcp.example.corp:8080
+  search: http://10.0.12.7:9000
+upstream:
+  allowed_ips: [10.0.0.0/8]     # REPLACES the default (10/8, 172.16/12, 192.168/16); CIDR or single address
+  # disable_ip_validation: false   # mutually exclusive with allowed_ips
+  # tls: { ca_file: /data/upstream-ca.pem, include_system_cas: false }   # for https:// upstreams
+"#;
+
+    fn load(text: &str) -> Result<Config, String> {
+        from_yaml(text, Path::new("config.yaml")).map_err(|e| e.to_string())
+    }
+
+    fn base(extra: &str) -> String {
+        format!("tunnel_domain: t.example\ntls: {{cert_file: c, key_file: k}}\n{extra}")
+    }
+
+    #[test]
+    fn anthropic_documented_config_loads_unchanged() {
+        let c = load(ANTHROPIC_DOC).unwrap();
+        assert_eq!(c.listen, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(c.shutdown_timeout, Duration::from_secs(30));
+        assert_eq!(
+            c.tunnel_domain.as_deref(),
+            Some("abcd1234.tunnel.anthropic.com")
+        );
+        assert_eq!(c.routes.len(), 2);
+        assert_eq!(c.routes[0].key, "docs");
+        assert_eq!(
+            c.routes[0].upstream.authority(),
+            "docs-mcp.example.corp:8080"
+        );
+        assert_eq!(
+            c.ip_policy,
+            IpPolicy::Allowed(vec!["10.0.0.0/8".parse().unwrap()])
+        );
+    }
+
+    #[test]
+    fn routes_as_a_list_explains_the_map_shape() {
+        let e = load(&base("routes:\n  - docs: http://10.0.0.1:80\n")).unwrap_err();
+        assert!(
+            e.contains("routes must be a map of host → upstream URL"),
+            "{e}"
+        );
+        assert!(e.contains("config.yaml:4:"), "position missing: {e}");
+    }
+
+    #[test]
+    fn upstream_with_path_or_without_port_is_rejected() {
+        let e = load(&base("routes: {docs: http://10.0.0.1:80/mcp}")).unwrap_err();
+        assert!(
+            e.contains("invalid upstream") && e.contains("path `/mcp`"),
+            "{e}"
+        );
+        let e = load(&base("routes: {docs: http://10.0.0.1}")).unwrap_err();
+        assert!(
+            e.contains("must be scheme://host:port") && e.contains("no port"),
+            "{e}"
+        );
+        let e = load(&base("routes: {docs: ftp://10.0.0.1:21}")).unwrap_err();
+        assert!(e.contains("scheme `ftp`"), "{e}");
+        assert!(load(&base("routes: {docs: 'http://10.0.0.1:80/'}")).is_ok());
+        let c = load(&base("routes: {docs: 'http://[fd00::1]:80'}")).unwrap();
+        assert_eq!(c.routes[0].upstream.authority(), "[fd00::1]:80");
+    }
+
+    #[test]
+    fn unknown_key_suggests_the_nearest_one() {
+        let e = load(&base(
+            "listen_adr: ':1'\nroutes: {docs: http://10.0.0.1:80}",
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("unknown field `listen_adr`") && e.contains("did you mean `listen_addr`?"),
+            "{e}"
+        );
+        let e = load(&base(
+            "routes: {docs: http://10.0.0.1:80}\nupstream: {allowed_ip: [10.0.0.0/8]}",
+        ))
+        .unwrap_err();
+        assert!(e.contains("did you mean `allowed_ips`?"), "{e}");
+        let e = load(&base("routes: {docs: {upstrem: 'http://10.0.0.1:80'}}")).unwrap_err();
+        assert!(e.contains("did you mean `upstream`?"), "{e}");
+    }
+
+    #[test]
+    fn allowed_ips_and_disable_are_mutually_exclusive() {
+        let e = load(&base("routes: {docs: http://10.0.0.1:80}\nupstream: {allowed_ips: [10.0.0.0/8], disable_ip_validation: true}")).unwrap_err();
+        assert!(e.contains("mutually exclusive"), "{e}");
+        let c = load(&base(
+            "routes: {docs: http://10.0.0.1:80}\nupstream: {disable_ip_validation: true}",
+        ))
+        .unwrap();
+        assert_eq!(c.ip_policy, IpPolicy::Disabled);
+    }
+
+    #[test]
+    fn allowed_ips_accepts_single_addresses_and_ipv6() {
+        let c = load(&base("routes: {docs: http://10.0.0.1:80}\nupstream: {allowed_ips: [127.0.0.1, 'fd00::/8', 10.1.2.3/8]}")).unwrap();
+        let IpPolicy::Allowed(nets) = c.ip_policy else {
+            panic!()
+        };
+        let expect: Vec<IpNet> = ["127.0.0.1/32", "fd00::/8", "10.0.0.0/8"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        assert_eq!(nets, expect);
+        let e = load(&base(
+            "routes: {docs: http://10.0.0.1:80}\nupstream: {allowed_ips: [nonsense]}",
+        ))
+        .unwrap_err();
+        assert!(e.contains("`nonsense` is neither"), "{e}");
+    }
+
+    #[test]
+    fn https_upstream_needs_a_trust_anchor() {
+        let e = load(&base("routes: {docs: https://10.0.0.1:443}")).unwrap_err();
+        assert!(e.contains("no trust anchor"), "{e}");
+        assert!(
+            load(&base(
+                "routes: {docs: https://10.0.0.1:443}\nupstream: {tls: {include_system_cas: true}}"
+            ))
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn bare_key_without_tunnel_domain_is_explained() {
+        let e = load("tls: {cert_file: c, key_file: k}\nroutes: {docs: http://10.0.0.1:80}")
+            .unwrap_err();
+        assert!(e.contains("tunnel_domain` is not set"), "{e}");
+    }
+
+    #[test]
+    fn missing_tls_and_routes_are_explained() {
+        let e = load("routes: {a.b: http://10.0.0.1:80}").unwrap_err();
+        assert!(
+            e.contains("`tls`") && e.contains("cert_file: /data/tls.crt"),
+            "{e}"
+        );
+        let e = load("tls: {cert_file: c, key_file: k}").unwrap_err();
+        assert!(e.contains("no routes configured"), "{e}");
+    }
+
+    #[test]
+    fn durations_and_listen_forms() {
+        let c = load(&base("routes: {docs: http://10.0.0.1:80}\nshutdown_timeout: 1m30s\nlisten_addr: '[::1]:9443'")).unwrap();
+        assert_eq!(c.shutdown_timeout, Duration::from_secs(90));
+        assert_eq!(c.listen, "[::1]:9443".parse().unwrap());
+        let e = load(&base(
+            "routes: {docs: http://10.0.0.1:80}\nshutdown_timeout: soon",
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("shutdown_timeout") && e.contains("not a duration"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn same_host_twice_is_rejected() {
+        let e = load(&base(
+            "routes: {docs: http://10.0.0.1:80, docs.t.example: http://10.0.0.2:80}",
+        ))
+        .unwrap_err();
+        assert!(e.contains("name the same host"), "{e}");
+    }
+}

@@ -1,0 +1,68 @@
+//! Per-connection and per-request context: what earlier stages learned, for later stages, logs and replies.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::HeaderValue;
+
+use crate::mcp::{Id, Inbound};
+
+/// Header carrying the gateway request id, sent upstream and back to the client.
+pub const REQUEST_ID_HEADER: &str = "x-gateway-request-id";
+
+/// What the TLS handshake established for a connection.
+#[derive(Debug)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    /// SNI host name the client asked for, if any.
+    pub sni: Option<String>,
+}
+
+/// One request's context.
+#[derive(Debug)]
+pub struct RequestCtx {
+    /// Time-ordered unique id (UUIDv7): the key of logs and, later, of audit records.
+    pub id: HeaderValue,
+    pub start: Instant,
+    pub conn: Arc<ConnInfo>,
+    pub http_method: http::Method,
+    pub path: String,
+    /// Normalised host, once routed.
+    pub host: Option<String>,
+    /// Route key, once routed.
+    pub route: Option<String>,
+    /// First JSON-RPC method and id, once parsed.
+    pub mcp_method: Option<String>,
+    pub rpc_id: Option<Id>,
+    /// Status the upstream answered with, if forwarded.
+    pub upstream_status: Option<u16>,
+}
+
+impl RequestCtx {
+    pub fn new(conn: Arc<ConnInfo>, method: &http::Method, path: &str) -> Self {
+        let id = uuid::Uuid::now_v7().to_string();
+        RequestCtx {
+            id: HeaderValue::from_str(&id).expect("uuid is a valid header value"),
+            start: Instant::now(),
+            conn,
+            http_method: method.clone(),
+            path: path.to_owned(),
+            host: None,
+            route: None,
+            mcp_method: None,
+            rpc_id: None,
+            upstream_status: None,
+        }
+    }
+
+    pub fn id_str(&self) -> &str {
+        self.id.to_str().unwrap_or("-")
+    }
+
+    /// Records what the parse stage found.
+    pub fn note(&mut self, inbound: &Inbound) {
+        self.mcp_method = inbound.method().map(str::to_owned);
+        self.rpc_id = inbound.first_id().cloned();
+    }
+}

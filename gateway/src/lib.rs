@@ -1,0 +1,21 @@
+//! mcp-gateway: a policy gateway for MCP (Model Context Protocol) traffic.
+//!
+//! The request path, one module per stage (see `ARCHITECTURE.md`):
+//! [`server`] (accept + [`tls`]) → [`pipeline`]: [`route`] → [`upstream_gate`] → [`mcp`] → [`policy`] →
+//! [`forward`], with [`reply`] the only place errors become responses.
+
+pub mod certs;
+pub mod cli;
+pub mod config;
+pub mod ctx;
+pub mod demo;
+pub mod forward;
+pub mod mcp;
+pub mod pipeline;
+pub mod policy;
+pub mod reply;
+pub mod route;
+pub mod server;
+pub mod telemetry;
+pub mod tls;
+pub mod upstream_gate;

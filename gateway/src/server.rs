@@ -1,0 +1,190 @@
+//! The listener: accepts TCP, terminates the inner TLS (stage 1), serves HTTP/1.1 and HTTP/2 on it, and hands
+//! every request to [`pipeline::handle`]. On shutdown it stops accepting and drains for `shutdown_timeout`.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use anyhow::Context as _;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::{Config, IpPolicy};
+use crate::ctx::ConnInfo;
+use crate::pipeline::{self, Gateway};
+use crate::telemetry::COUNTERS;
+use crate::tls;
+
+/// A bound, ready-to-run gateway.
+pub struct Server {
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    gateway: Arc<Gateway>,
+    config: Arc<Config>,
+    resolver: Arc<tls::ReloadingResolver>,
+}
+
+impl Server {
+    /// Loads the TLS identity, builds the request path and binds the listener; every start-up error is here.
+    pub async fn bind(config: Config) -> anyhow::Result<Server> {
+        let identity = tls::load_identity(&config)?;
+        let resolver = tls::ReloadingResolver::new(identity);
+        let acceptor = TlsAcceptor::from(tls::server_config(resolver.clone()));
+        let gateway = Arc::new(Gateway::new(&config)?);
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        Ok(Server {
+            listener,
+            acceptor,
+            gateway,
+            config: Arc::new(config),
+            resolver,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("bound listener has an address")
+    }
+
+    /// Serves until `shutdown` completes, then drains.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let Server {
+            listener,
+            acceptor,
+            gateway,
+            config,
+            resolver,
+        } = self;
+        log_start(&config, &gateway, listener.local_addr()?);
+        let reloader = tls::spawn_reloader(resolver, config.clone());
+
+        let mut http = auto::Builder::new(TokioExecutor::new());
+        http.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(config.limits.request_header_timeout)
+            .keep_alive(true);
+        http.http2()
+            .timer(TokioTimer::new())
+            .keep_alive_interval(config.limits.idle_timeout)
+            .keep_alive_timeout(config.limits.idle_timeout)
+            .max_concurrent_streams(256);
+        let http = Arc::new(http);
+        let graceful = GracefulShutdown::new();
+        let handshake_timeout = config.limits.tls_handshake_timeout;
+
+        tokio::pin!(shutdown);
+        loop {
+            let (tcp, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let _ = tcp.set_nodelay(true);
+            let (acceptor, gateway, http, watcher) = (
+                acceptor.clone(),
+                gateway.clone(),
+                http.clone(),
+                graceful.watcher(),
+            );
+            tokio::spawn(async move {
+                let stream =
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => return handshake_failed(peer, &e.to_string()),
+                        Err(_) => {
+                            return handshake_failed(
+                                peer,
+                                &format!("timed out after {handshake_timeout:?}"),
+                            );
+                        }
+                    };
+                let sni = stream.get_ref().1.server_name().map(str::to_owned);
+                let conn = Arc::new(ConnInfo { peer, sni });
+                let svc = service_fn(move |req| {
+                    let (gateway, conn) = (gateway.clone(), conn.clone());
+                    async move { Ok::<_, Infallible>(pipeline::handle(gateway, conn, req).await) }
+                });
+                let serving = http
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .into_owned();
+                if let Err(e) = watcher.watch(serving).await {
+                    tracing::debug!(client = %peer, error = %e, "connection closed with error");
+                }
+            });
+        }
+
+        drop(listener);
+        reloader.abort();
+        tracing::info!(timeout = ?config.shutdown_timeout, "shutting down: no new connections, draining in-flight requests");
+        match tokio::time::timeout(config.shutdown_timeout, graceful.shutdown()).await {
+            Ok(()) => tracing::info!("all connections drained"),
+            Err(_) => tracing::warn!("shutdown_timeout reached; closing the remaining connections"),
+        }
+        Ok(())
+    }
+}
+
+fn handshake_failed(peer: SocketAddr, why: &str) {
+    COUNTERS
+        .tls_handshake_failures
+        .fetch_add(1, Ordering::Relaxed);
+    tracing::warn!(client = %peer, "tls handshake failed: {why}");
+}
+
+fn log_start(config: &Config, gateway: &Gateway, addr: SocketAddr) {
+    for r in gateway.routes() {
+        let host = match &config.tunnel_domain {
+            Some(td) if !r.key.contains('.') => format!("{}.{td}", r.key),
+            _ => r.key.clone(),
+        };
+        tracing::info!(route = %r.key, host = %host, upstream = %r.upstream, "route configured");
+    }
+    match &config.ip_policy {
+        IpPolicy::Disabled => tracing::warn!(
+            "upstream IP validation is DISABLED (upstream.disable_ip_validation: true)"
+        ),
+        IpPolicy::Allowed(nets) => {
+            let list = nets
+                .iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
+            if nets.iter().any(|n| n.prefix_len() == 0) {
+                tracing::warn!(allowed_ips = %list, "allowed_ips admits every address; use this only in isolated tests");
+            } else {
+                tracing::info!(allowed_ips = %list, "upstream IP gate");
+            }
+        }
+    }
+    tracing::warn!(
+        "no `policies:` block configured: every MCP message is ALLOWED and forwarded (policy enforcement is off)"
+    );
+    tracing::info!(listen = %addr, tls_cert = %config.tls.cert_file.display(), "mcp-gateway listening (TLS, h2 + http/1.1)");
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}

@@ -1,0 +1,86 @@
+//! Logs and counters: structured `tracing` output (text or JSON) on stderr, one access line per request keyed
+//! by the gateway request id, and process-wide counters the metrics endpoint will export.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use http::StatusCode;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{LogFormat, LogLevel, LogSettings};
+use crate::ctx::RequestCtx;
+use crate::reply::GatewayError;
+
+/// Process-wide counters.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub tls_handshake_failures: AtomicU64,
+    pub requests: AtomicU64,
+    pub refusals: AtomicU64,
+}
+
+pub static COUNTERS: Counters = Counters {
+    tls_handshake_failures: AtomicU64::new(0),
+    requests: AtomicU64::new(0),
+    refusals: AtomicU64::new(0),
+};
+
+/// Installs the global subscriber. `RUST_LOG`, when set, overrides the configured level.
+pub fn init(log: &LogSettings) {
+    let level = match log.level {
+        LogLevel::Debug => "debug",
+        LogLevel::Info => "info",
+        LogLevel::Warn => "warn",
+        LogLevel::Error => "error",
+    };
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("{level},hyper=warn,rustls=warn")));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let _ = match log.format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// The one access-log line per request.
+pub fn access(ctx: &RequestCtx, status: StatusCode) {
+    COUNTERS.requests.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(
+        request_id = ctx.id_str(),
+        client = %ctx.conn.peer,
+        host = ctx.host.as_deref().unwrap_or("-"),
+        route = ctx.route.as_deref().unwrap_or("-"),
+        http_method = %ctx.http_method,
+        path = %ctx.path,
+        mcp_method = ctx.mcp_method.as_deref().unwrap_or("-"),
+        rpc_id = %ctx.rpc_id.as_ref().map(|i| i.to_string()).unwrap_or_else(|| "-".into()),
+        status = status.as_u16(),
+        upstream_status = ctx.upstream_status.unwrap_or(0),
+        latency_us = ctx.start.elapsed().as_micros() as u64,
+        "request"
+    );
+}
+
+/// A request refused by the gateway itself, with the full cause (which the client does not see).
+pub fn refusal(ctx: &RequestCtx, err: &GatewayError) {
+    COUNTERS.refusals.fetch_add(1, Ordering::Relaxed);
+    let cause = error_chain(err);
+    tracing::warn!(request_id = ctx.id_str(), client = %ctx.conn.peer, reason = err.kind(), "{cause}");
+}
+
+/// `error: cause: cause` on one line.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut s = err.to_string();
+    let mut src = err.source();
+    while let Some(e) = src {
+        let m = e.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        src = e.source();
+    }
+    s
+}
