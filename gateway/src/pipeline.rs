@@ -21,7 +21,7 @@ use crate::policy::PolicyChain;
 use crate::reply::{self, Body, GatewayError};
 use crate::route::RouteTable;
 use crate::telemetry;
-use crate::upstream_gate::{self, Resolve, SystemResolver, UpstreamGate};
+use crate::upstream_gate::{self, Resolve, UpstreamGate};
 
 /// One configured route with everything a request on it needs.
 #[derive(Debug)]
@@ -42,10 +42,6 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn new(config: &Config) -> std::io::Result<Self> {
-        Self::with_resolver(config, Arc::new(SystemResolver))
-    }
-
     pub fn with_resolver(config: &Config, resolver: Arc<dyn Resolve>) -> std::io::Result<Self> {
         let needs_tls = config
             .routes

@@ -20,6 +20,7 @@ use crate::ctx::ConnInfo;
 use crate::pipeline::{self, Gateway};
 use crate::telemetry::COUNTERS;
 use crate::tls;
+use crate::upstream_gate::{Resolve, SystemResolver};
 
 /// A bound, ready-to-run gateway.
 pub struct Server {
@@ -33,10 +34,18 @@ pub struct Server {
 impl Server {
     /// Loads the TLS identity, builds the request path and binds the listener; every start-up error is here.
     pub async fn bind(config: Config) -> anyhow::Result<Server> {
+        Self::bind_with_resolver(config, Arc::new(SystemResolver)).await
+    }
+
+    /// [`Server::bind`] with another name resolver for upstreams (tests use it to simulate DNS rebinding).
+    pub async fn bind_with_resolver(
+        config: Config,
+        dns: Arc<dyn Resolve>,
+    ) -> anyhow::Result<Server> {
         let identity = tls::load_identity(&config)?;
         let resolver = tls::ReloadingResolver::new(identity);
         let acceptor = TlsAcceptor::from(tls::server_config(resolver.clone()));
-        let gateway = Arc::new(Gateway::new(&config)?);
+        let gateway = Arc::new(Gateway::with_resolver(&config, dns)?);
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;

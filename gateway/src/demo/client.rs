@@ -24,6 +24,16 @@ pub struct PinnedClient {
 impl PinnedClient {
     /// `sni` is also what the certificate is checked against; the `Host` header is set per request.
     pub fn new(addr: SocketAddr, sni: &str, ca_pem: &[u8]) -> anyhow::Result<Self> {
+        Self::with_alpn(addr, sni, ca_pem, b"http/1.1")
+    }
+
+    /// Like [`PinnedClient::new`], offering one ALPN protocol (`h2` makes [`PinnedClient::send_h2`] usable).
+    pub fn with_alpn(
+        addr: SocketAddr,
+        sni: &str,
+        ca_pem: &[u8],
+        alpn: &[u8],
+    ) -> anyhow::Result<Self> {
         let mut roots = rustls::RootCertStore::empty();
         for cert in CertificateDer::pem_slice_iter(ca_pem) {
             roots.add(cert?)?;
@@ -33,7 +43,7 @@ impl PinnedClient {
             .with_safe_default_protocol_versions()?
             .with_root_certificates(roots)
             .with_no_client_auth();
-        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        cfg.alpn_protocols = vec![alpn.to_vec()];
         Ok(PinnedClient {
             addr,
             sni: ServerName::try_from(sni.to_owned())?,
@@ -46,6 +56,25 @@ impl PinnedClient {
         let tcp = TcpStream::connect(self.addr).await?;
         let tls = self.tls.connect(self.sni.clone(), tcp).await?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+        tokio::spawn(conn);
+        Ok(sender.send_request(req).await?)
+    }
+}
+
+impl PinnedClient {
+    /// Sends one request over HTTP/2 (the URI must be absolute: it becomes `:authority`).
+    pub async fn send_h2(&self, req: Request<Full<Bytes>>) -> anyhow::Result<Response<Incoming>> {
+        let tcp = TcpStream::connect(self.addr).await?;
+        let tls = self.tls.connect(self.sni.clone(), tcp).await?;
+        anyhow::ensure!(
+            tls.get_ref().1.alpn_protocol() == Some(b"h2"),
+            "server did not negotiate h2"
+        );
+        let (mut sender, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            TokioIo::new(tls),
+        )
+        .await?;
         tokio::spawn(conn);
         Ok(sender.send_request(req).await?)
     }
