@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The whole test suite, as README.md and CI run it:
+#   1. formatting and lints (warnings are errors),
+#   2. Rust unit tests and in-process proxy tests (cargo test --workspace),
+#   3. end-to-end tests: the real mcp-gateway binary with real Python MCP SDK peers over TLS (pytest).
+# Installs what it needs that a fresh machine lacks (rustfmt/clippy components, the Python venvs).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "toolchain components"
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+step "python peers (tests/setup.sh)"
+bash tests/setup.sh
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo test (unit + in-process)"
+cargo test --workspace
+
+step "end-to-end with real MCP SDK peers"
+cargo build -p mcp-gateway
+export MCP_GATEWAY_BIN="${MCP_GATEWAY_BIN:-$PWD/target/debug/mcp-gateway}"
+tests/.venv/mcp2/bin/python -m pytest tests/e2e -q
