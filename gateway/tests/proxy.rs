@@ -379,6 +379,23 @@ impl Resolve for Rebinding {
     }
 }
 
+/// Always answers with one address.
+#[derive(Debug)]
+struct Fixed(SocketAddr);
+
+impl Resolve for Fixed {
+    fn resolve<'a>(
+        &'a self,
+        _host: &'a str,
+        _port: u16,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = std::io::Result<Vec<SocketAddr>>> + Send + 'a>,
+    > {
+        let a = self.0;
+        Box::pin(async move { Ok(vec![a]) })
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dns_rebinding_cannot_slip_another_address_in() {
     let (up, _) = upstream::spawn("127.0.0.1:0".parse().unwrap())
@@ -668,6 +685,181 @@ async fn certificate_is_hot_reloaded() {
     assert!(
         old_ca_only.send(ping()).await.is_err(),
         "old certificate still served"
+    );
+    gw.stop().await;
+}
+
+/// The sample upstream behind TLS with its own CA, as an `https://` upstream would be.
+async fn tls_upstream(dir: &Path) -> SocketAddr {
+    let (plain, _) = upstream::spawn("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let issued =
+        mcp_gateway::certs::issue("upstream.test", mcp_gateway::certs::KeyKind::EcdsaP256).unwrap();
+    issued.write_to(dir).unwrap();
+    let chain: Vec<_> =
+        rustls_pki_types::pem::PemObject::pem_slice_iter(issued.cert_pem.as_bytes())
+            .map(|c| c.unwrap())
+            .collect();
+    let key = rustls_pki_types::pem::PemObject::from_pem_slice(issued.key_pem.as_bytes()).unwrap();
+    let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut up) = tokio::net::TcpStream::connect(plain).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_upstream_is_verified_against_upstream_tls_ca_file() {
+    let updir = tempfile::tempdir().unwrap();
+    let up = tls_upstream(updir.path()).await;
+    // The upstream certificate covers *.upstream.test; the gate checks the address, TLS checks the name.
+    let dns = Arc::new(Fixed(up));
+    let ca = updir.path().join("ca.crt");
+    let gw = Gw::start_with(
+        &format!("  crm: https://mcp.upstream.test:{}", up.port()),
+        &format!(
+            "upstream: {{allowed_ips: [127.0.0.0/8], tls: {{ca_file: {}}}}}",
+            ca.display()
+        ),
+        Some(dns),
+    )
+    .await;
+    let (status, _, body) = json_of(
+        gw.client("crm")
+            .send(post(
+                &format!("crm.{TD}"),
+                "/mcp",
+                rpc(1, "tools/list", json!({})),
+                &[],
+            ))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["result"]["tools"].as_array().unwrap().len(), 4);
+    gw.stop().await;
+
+    // Trusting another CA, the same upstream is refused.
+    let other = tempfile::tempdir().unwrap();
+    mcp_gateway::certs::issue("other.test", mcp_gateway::certs::KeyKind::EcdsaP256)
+        .unwrap()
+        .write_to(other.path())
+        .unwrap();
+    let dns = Arc::new(Fixed(up));
+    let gw = Gw::start_with(
+        &format!("  crm: https://mcp.upstream.test:{}", up.port()),
+        &format!(
+            "upstream: {{allowed_ips: [127.0.0.0/8], tls: {{ca_file: {}/ca.crt}}}}",
+            other.path().display()
+        ),
+        Some(dns),
+    )
+    .await;
+    let (status, _, body) = json_of(
+        gw.client("crm")
+            .send(post(
+                &format!("crm.{TD}"),
+                "/mcp",
+                rpc(1, "tools/list", json!({})),
+                &[],
+            ))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_or_idle_clients_are_cut_off_by_the_header_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (up, _) = upstream::spawn("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let gw = Gw::start(
+        &format!("  crm: http://{up}"),
+        "upstream: {allowed_ips: [127.0.0.0/8]}\nlimits: {request_header_timeout: 500ms}",
+    )
+    .await;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pki_types::pem::PemObject::pem_slice_iter(gw.ca().as_slice()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    let connect = || async {
+        let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        connector
+            .connect(format!("crm.{TD}").try_into().unwrap(), tcp)
+            .await
+            .unwrap()
+    };
+    // Slowloris: half a request line, then nothing.
+    let mut slow = connect().await;
+    slow.write_all(b"POST /mcp HTTP/1.1\r\nHost: crm.")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    // Closed cleanly or with a reset: what matters is that it ended, and when.
+    let _ = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut buf))
+        .await
+        .expect("slow client never cut off");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "cut off only after {:?}",
+        started.elapsed()
+    );
+    // Idle keep-alive: one request, then silence.
+    let mut idle = connect().await;
+    let body = rpc(1, "ping", json!({}));
+    let req = format!(
+        "POST /mcp HTTP/1.1\r\nHost: crm.{TD}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    idle.write_all(req.as_bytes()).await.unwrap();
+    let mut first = [0u8; 12];
+    idle.read_exact(&mut first).await.unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), idle.read_to_end(&mut rest))
+        .await
+        .expect("idle connection never closed");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "idle connection kept for {:?}",
+        started.elapsed()
     );
     gw.stop().await;
 }
