@@ -37,6 +37,12 @@ pub struct RequestCtx {
     pub rpc_id: Option<Id>,
     /// Status the upstream answered with, if forwarded.
     pub upstream_status: Option<u16>,
+    /// `Mcp-Session-Id` of a legacy-era request.
+    pub session_id: Option<String>,
+    /// `MCP-Protocol-Version` header (or the modern body's `_meta` version).
+    pub protocol_version: Option<String>,
+    /// The chain's outcome, once decided (for the access log).
+    pub decision: Option<&'static str>,
 }
 
 impl RequestCtx {
@@ -53,6 +59,9 @@ impl RequestCtx {
             mcp_method: None,
             rpc_id: None,
             upstream_status: None,
+            session_id: None,
+            protocol_version: None,
+            decision: None,
         }
     }
 
@@ -61,8 +70,21 @@ impl RequestCtx {
     }
 
     /// Records what the parse stage found.
-    pub fn note(&mut self, inbound: &Inbound) {
+    pub fn note(&mut self, headers: &http::HeaderMap, inbound: &Inbound) {
         self.mcp_method = inbound.method().map(str::to_owned);
         self.rpc_id = inbound.first_id().cloned();
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        self.session_id = header("mcp-session-id");
+        self.protocol_version = header("mcp-protocol-version").or_else(|| match inbound {
+            Inbound::Post { modern: true, .. } => {
+                Some(crate::mcp::headers::MODERN_VERSION.to_owned())
+            }
+            _ => None,
+        });
     }
 }

@@ -48,6 +48,15 @@ pub enum ForwardError {
     Request(#[from] http::Error),
 }
 
+/// Why the gateway's own `tools/list` to the upstream gave nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("{0}")]
+    Upstream(String),
+    #[error("cannot build the request: {0}")]
+    Request(#[from] http::Error),
+}
+
 /// The pooled client of one route.
 #[derive(Debug)]
 pub struct UpstreamClient {
@@ -144,6 +153,114 @@ impl UpstreamClient {
             upstream: self.upstream.to_string(),
             source: last_err.expect("GatedAddrs is never empty"),
         })
+    }
+
+    /// Asks the upstream for its whole tool list (every page), as the client would on its session: the
+    /// client's session id, protocol version and credentials go along. Used when a `tools/call` names a tool
+    /// the catalogue has not seen, so policies get its annotations and schema.
+    pub async fn fetch_tool_list(
+        &self,
+        ctx: &RequestCtx,
+        addrs: &GatedAddrs,
+        client: &http::request::Parts,
+        meta: Option<&serde_json::Value>,
+    ) -> Result<Vec<serde_json::Value>, FetchError> {
+        use http_body_util::BodyExt;
+        const MAX_PAGES: usize = 50;
+        const MAX_BYTES: usize = 32 << 20;
+        let mut tools = Vec::new();
+        let mut cursor: Option<String> = None;
+        let addr = *addrs.addrs().first().expect("GatedAddrs is never empty");
+        for page in 0..MAX_PAGES {
+            let mut params = serde_json::json!({});
+            if let Some(c) = &cursor {
+                params["cursor"] = c.clone().into();
+            }
+            if let Some(m) = meta {
+                params["_meta"] = m.clone();
+            }
+            let id = format!("mcp-gateway-catalogue-{page}");
+            let body = serde_json::json!({"jsonrpc": "2.0", "id": id, "method": "tools/list", "params": params}).to_string();
+            let mut req = Request::builder()
+                .method(http::Method::POST)
+                .uri(self.uri(addr, client.uri.path())?)
+                .body(Full::new(Bytes::from(body)))?;
+            let h = req.headers_mut();
+            for name in ["mcp-session-id", "mcp-protocol-version", "authorization"] {
+                if let Some(v) = client.headers.get(name) {
+                    h.insert(HeaderName::from_static(name), v.clone());
+                }
+            }
+            if meta.is_some() {
+                h.insert(
+                    HeaderName::from_static("mcp-method"),
+                    HeaderValue::from_static("tools/list"),
+                );
+            }
+            h.insert(header::HOST, self.host_header.clone());
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            h.insert(
+                header::ACCEPT,
+                HeaderValue::from_static("application/json, text/event-stream"),
+            );
+            h.insert(HeaderName::from_static(REQUEST_ID_HEADER), ctx.id.clone());
+            let resp = tokio::time::timeout(self.response_timeout, self.client.request(req))
+                .await
+                .map_err(|_| FetchError::Upstream("timed out".into()))?
+                .map_err(|e| FetchError::Upstream(e.to_string()))?;
+            if !resp.status().is_success() {
+                return Err(FetchError::Upstream(format!("HTTP {}", resp.status())));
+            }
+            let is_sse = resp
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("text/event-stream"));
+            let bytes = tokio::time::timeout(
+                self.response_timeout,
+                http_body_util::Limited::new(resp.into_body(), MAX_BYTES).collect(),
+            )
+            .await
+            .map_err(|_| FetchError::Upstream("timed out".into()))?
+            .map_err(|e| FetchError::Upstream(e.to_string()))?
+            .to_bytes();
+            let answer = if is_sse {
+                let mut split = crate::mcp::sse::EventSplitter::default();
+                split.push(&bytes);
+                std::iter::from_fn(|| split.next_event().or_else(|| split.finish()))
+                    .filter_map(|ev| crate::mcp::sse::data(&ev))
+                    .filter_map(|d| serde_json::from_str::<serde_json::Value>(&d).ok())
+                    .find(|v| v.get("id").and_then(|i| i.as_str()) == Some(id.as_str()))
+            } else {
+                serde_json::from_slice(&bytes).ok()
+            };
+            let answer = answer
+                .ok_or_else(|| FetchError::Upstream("no tools/list result in the answer".into()))?;
+            let result = answer.get("result").ok_or_else(|| {
+                FetchError::Upstream(format!(
+                    "tools/list failed: {}",
+                    answer.get("error").cloned().unwrap_or_default()
+                ))
+            })?;
+            tools.extend(
+                result
+                    .get("tools")
+                    .and_then(|t| t.as_array())
+                    .cloned()
+                    .unwrap_or_default(),
+            );
+            cursor = result
+                .get("nextCursor")
+                .and_then(|c| c.as_str())
+                .map(str::to_owned);
+            if cursor.is_none() {
+                return Ok(tools);
+            }
+        }
+        Ok(tools)
     }
 
     fn uri(&self, addr: SocketAddr, path: &str) -> Result<Uri, http::Error> {

@@ -4,11 +4,14 @@
 //! [`server`] (accept + [`tls`]) → [`pipeline`]: [`route`] → [`upstream_gate`] → [`mcp`] → [`policy`] →
 //! [`forward`], with [`reply`] the only place errors become responses.
 
+pub mod arguments;
+pub mod catalogue;
 pub mod certs;
 pub mod cli;
 pub mod config;
 pub mod ctx;
 pub mod demo;
+pub mod filter;
 pub mod forward;
 pub mod mcp;
 pub mod pipeline;

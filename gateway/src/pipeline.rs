@@ -12,12 +12,15 @@ use http::{HeaderName, Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
+use crate::arguments;
+use crate::catalogue::Catalogue;
 use crate::config::{Config, Limits, UpstreamUrl};
 use crate::ctx::{ConnInfo, REQUEST_ID_HEADER, RequestCtx};
+use crate::filter::tools_list::ListFilter;
 use crate::forward::{self, UpstreamClient};
 use crate::mcp;
 use crate::policy;
-use crate::policy::PolicyChain;
+use crate::policy::{PolicyChain, PolicySet};
 use crate::reply::{self, Body, GatewayError};
 use crate::route::RouteTable;
 use crate::telemetry;
@@ -30,6 +33,9 @@ pub struct Route {
     pub upstream: UpstreamUrl,
     pub client: UpstreamClient,
     pub policy: PolicyChain,
+    /// What the upstream's `tools/list` said about each tool.
+    pub catalogue: Arc<Catalogue>,
+    pub validate_arguments: bool,
 }
 
 /// The immutable, validated request path built from a [`Config`].
@@ -42,7 +48,12 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn with_resolver(config: &Config, resolver: Arc<dyn Resolve>) -> std::io::Result<Self> {
+    /// Builds the request path; `policies` must have been loaded from the same config.
+    pub fn new(
+        config: &Config,
+        policies: &PolicySet,
+        resolver: Arc<dyn Resolve>,
+    ) -> std::io::Result<Self> {
         let needs_tls = config
             .routes
             .iter()
@@ -59,7 +70,9 @@ impl Gateway {
                 key: r.key.clone(),
                 upstream: r.upstream.clone(),
                 client: UpstreamClient::new(&r.upstream, tls.clone(), &config.limits),
-                policy: PolicyChain::Unconfigured,
+                policy: policies.chain_for(r),
+                catalogue: Arc::new(Catalogue::default()),
+                validate_arguments: r.validate_arguments,
             })
             .collect();
         Ok(Gateway {
@@ -131,15 +144,105 @@ async fn run(
             .await?
         }
     };
-    ctx.note(&inbound);
+    ctx.note(&parts.headers, &inbound);
 
-    // Policy: the only source of a `Permitted`.
-    let permitted: policy::Permitted = route.policy.decide(inbound);
+    // Catalogue and argument validation, on routes whose config has a `policies:` block.
+    if route.policy.is_configured() {
+        learn_called_tool(route, ctx, &addrs, &parts, &inbound).await;
+        if route.validate_arguments
+            && let Some(invalid) = arguments::check(&inbound, &route.catalogue)
+        {
+            ctx.decision = Some("invalid_arguments");
+            return Ok(reply::invalid_arguments(ctx, &inbound, &invalid));
+        }
+    }
 
-    // Forward, streaming the answer back.
+    // Policy: the only source of a `Permitted`. A refusal is an MCP answer (HTTP 200), not an error.
+    let permitted: policy::Permitted =
+        match route.policy.decide(ctx, inbound, &route.catalogue).await {
+            Ok(permitted) => permitted,
+            Err(refused) => {
+                ctx.decision = Some(refused_label(&refused));
+                telemetry::policy_refusal(ctx, &refused);
+                return Ok(reply::policy_answer(ctx, &refused));
+            }
+        };
+    ctx.decision = Some(if permitted.verdicts().is_empty() {
+        "unpoliced"
+    } else {
+        "allow"
+    });
+
+    // Forward, streaming the answer back; `tools/list` answers are filtered on the way.
+    let list = (route.policy.is_configured()
+        && permitted.inbound().single_request_method() == Some("tools/list"))
+    .then(|| ListFilter {
+        chain: route.policy.clone(),
+        catalogue: route.catalogue.clone(),
+        context: crate::policy::view::context(ctx),
+        modern: permitted.inbound().is_modern(),
+    });
     let resp = route.client.send(ctx, &addrs, permitted, parts).await?;
     ctx.upstream_status = Some(resp.status().as_u16());
-    Ok(resp.map(|b| b.boxed()))
+    match list {
+        Some(f) => Ok(crate::filter::tools_list::apply(resp, f).await?),
+        None => Ok(resp.map(|b| b.boxed())),
+    }
+}
+
+/// A `tools/call` naming a tool the catalogue has not seen: fetch the upstream's list first, so policies see
+/// the tool's annotations and schema. A failed fetch is logged; policies then see the spec defaults
+/// (destructive, not read-only), the cautious reading.
+async fn learn_called_tool(
+    route: &Route,
+    ctx: &RequestCtx,
+    addrs: &upstream_gate::GatedAddrs,
+    parts: &http::request::Parts,
+    inbound: &mcp::Inbound,
+) {
+    let Some(msg) = inbound.single_message() else {
+        return;
+    };
+    let Some(name) = crate::policy::view::called_tool(msg) else {
+        return;
+    };
+    if route.catalogue.get(name).is_some() || !route.catalogue.claim_fetch() {
+        return;
+    }
+    let meta = inbound.is_modern().then(|| {
+        let m = msg.params().and_then(|p| p.get("_meta"));
+        let pick = |k: &str, d: serde_json::Value| m.and_then(|m| m.get(k)).cloned().unwrap_or(d);
+        serde_json::json!({
+            "io.modelcontextprotocol/protocolVersion": pick("io.modelcontextprotocol/protocolVersion", mcp::headers::MODERN_VERSION.into()),
+            "io.modelcontextprotocol/clientCapabilities": pick("io.modelcontextprotocol/clientCapabilities", serde_json::json!({})),
+        })
+    });
+    match route
+        .client
+        .fetch_tool_list(ctx, addrs, parts, meta.as_ref())
+        .await
+    {
+        Ok(tools) => {
+            route.catalogue.learn(&tools);
+            tracing::debug!(request_id = ctx.id_str(), route = %route.key, tools = tools.len(), "tool catalogue fetched from the upstream");
+        }
+        Err(e) => tracing::warn!(
+            request_id = ctx.id_str(), route = %route.key, error = %e,
+            "cannot fetch the upstream's tool list; policies see `{name}` with the spec's default annotations"
+        ),
+    }
+}
+
+fn refused_label(refused: &policy::Refused) -> &'static str {
+    use policy::verdict::Outcome;
+    let outcomes = || refused.verdicts.iter().map(|v| &v.outcome);
+    if outcomes().any(|o| matches!(o, Outcome::Hidden { .. })) {
+        "hidden"
+    } else if outcomes().any(|o| matches!(o, Outcome::Deny { .. })) {
+        "deny"
+    } else {
+        "require_approval"
+    }
 }
 
 /// `:authority` (HTTP/2, or an absolute-form HTTP/1.1 target) wins over `Host`, per RFC 9110/9113.

@@ -30,6 +30,8 @@ pub enum GatewayError {
     Mcp(#[from] McpError),
     #[error(transparent)]
     Forward(#[from] ForwardError),
+    #[error(transparent)]
+    Filter(#[from] crate::filter::tools_list::FilterError),
 }
 
 /// JSON-RPC codes for gateway transport errors (implementation-defined server-error range).
@@ -57,6 +59,7 @@ impl GatewayError {
             GatewayError::Mcp(_) => "bad_request",
             GatewayError::Forward(ForwardError::Timeout { .. }) => "upstream_timeout",
             GatewayError::Forward(_) => "upstream_unavailable",
+            GatewayError::Filter(_) => "unfilterable_response",
         }
     }
 
@@ -122,6 +125,13 @@ impl GatewayError {
                 code::UPSTREAM,
                 format!("The upstream of route '{route}' is unavailable"),
             ),
+            GatewayError::Filter(_) => (
+                StatusCode::BAD_GATEWAY,
+                code::UPSTREAM,
+                format!(
+                    "The upstream of route '{route}' sent a tools/list answer the gateway cannot filter, so it is withheld"
+                ),
+            ),
         }
     }
 }
@@ -172,4 +182,101 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into())
         .map_err(|never| match never {})
         .boxed()
+}
+
+/// JSON-RPC code for a request refused by policy: an application code outside -32768..-32000, as the
+/// 2026-07-28 spec requires for application errors.
+pub const POLICY_DENIED: i64 = -31001;
+/// A batch element that was allowed but not forwarded because another element was refused.
+pub const BATCH_NOT_FORWARDED: i64 = -31002;
+
+/// The answer to a request the policy chain refused: HTTP 200 always (a 4xx would tear real clients'
+/// sessions down), with per message:
+/// - a hidden tool → JSON-RPC `-32602 Unknown tool: X` (does not reveal that it exists);
+/// - a refused `tools/call` → a `CallToolResult` with `isError: true` naming the policy, the reason and the
+///   request id, so the model reads why and does not retry;
+/// - any other refused request → a JSON-RPC error with code [`POLICY_DENIED`];
+/// - notifications and client responses → nothing (they are dropped, not forwarded).
+pub fn policy_answer(ctx: &RequestCtx, refused: &crate::policy::Refused) -> Response<Body> {
+    use crate::mcp::{Inbound, Message, Payload};
+    use crate::policy::verdict::Outcome;
+    let Inbound::Post {
+        payload, modern, ..
+    } = &refused.inbound
+    else {
+        unreachable!("only POSTed messages are refused by policy")
+    };
+    let id = ctx.id_str();
+    let answers: Vec<Value> = payload
+        .messages()
+        .iter()
+        .zip(&refused.verdicts)
+        .filter_map(|(msg, verdict)| {
+            let Message::Request { id: rpc_id, method, .. } = msg else { return None };
+            let rpc_id = rpc_id.to_value();
+            Some(match &verdict.outcome {
+                Outcome::Allow => rpc_error(rpc_id, BATCH_NOT_FORWARDED, "Not forwarded: another message in this batch was refused by policy", json!({"request_id": id})),
+                Outcome::Hidden { tool, .. } => rpc_error(rpc_id, -32602, &format!("Unknown tool: {tool}"), json!({"request_id": id})),
+                Outcome::Deny { policy, reason } | Outcome::RequireApproval { policy, reason } => {
+                    let approval = matches!(verdict.outcome, Outcome::RequireApproval { .. });
+                    let text = if approval {
+                        format!(
+                            "Approval required by policy '{policy}': {reason}. The call was not executed: it needs a human approval, \
+                             which this gateway does not obtain yet. Gateway request id: {id}."
+                        )
+                    } else {
+                        format!("Blocked by policy '{policy}': {reason}. Do not retry this call. Gateway request id: {id}.")
+                    };
+                    if method == "tools/call" {
+                        let mut result = json!({"content": [{"type": "text", "text": text}], "isError": true});
+                        if *modern {
+                            result["resultType"] = json!("complete");
+                        }
+                        json!({"jsonrpc": "2.0", "id": rpc_id, "result": result})
+                    } else {
+                        let kind = if approval { "approval_required" } else { "denied" };
+                        rpc_error(rpc_id, POLICY_DENIED, &text, json!({"request_id": id, "policy": &**policy, "reason": reason, "decision": kind}))
+                    }
+                }
+            })
+        })
+        .collect();
+    let body = match (payload, answers.len()) {
+        (_, 0) => {
+            let mut resp = Response::new(full(Bytes::new()));
+            *resp.status_mut() = StatusCode::ACCEPTED;
+            return resp;
+        }
+        (Payload::Single(_), _) => answers.into_iter().next().expect("one answer"),
+        (Payload::Batch(_), _) => Value::Array(answers),
+    };
+    json_response(StatusCode::OK, &body)
+}
+
+/// The answer to a `tools/call` whose arguments break the tool's `inputSchema`: an input error the model can
+/// fix, so a tool result with `isError: true` (HTTP 200), listing the violated constraints.
+pub fn invalid_arguments(
+    ctx: &RequestCtx,
+    inbound: &crate::mcp::Inbound,
+    invalid: &crate::arguments::InvalidArguments,
+) -> Response<Body> {
+    let modern = matches!(inbound, crate::mcp::Inbound::Post { modern: true, .. });
+    let text = format!(
+        "Invalid arguments for tool '{}': {}. Fix the arguments and call again. Gateway request id: {}.",
+        invalid.tool,
+        invalid.errors.join("; "),
+        ctx.id_str()
+    );
+    let mut result = json!({"content": [{"type": "text", "text": text}], "isError": true});
+    if modern {
+        result["resultType"] = json!("complete");
+    }
+    json_response(
+        StatusCode::OK,
+        &json!({"jsonrpc": "2.0", "id": invalid.rpc_id, "result": result}),
+    )
+}
+
+fn rpc_error(id: Value, code: i64, message: &str, data: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message, "data": data}})
 }

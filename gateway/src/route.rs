@@ -116,6 +116,9 @@ mod tests {
         let spec = |k: &str| RouteSpec {
             key: k.into(),
             upstream: parse_upstream("http://10.0.0.1:80").unwrap(),
+            policies: vec![],
+            chain_written: None,
+            validate_arguments: true,
         };
         RouteTable::from_specs(
             &[spec("docs"), spec("crm"), spec("api.internal.corp")],

@@ -45,7 +45,11 @@ impl Server {
         let identity = tls::load_identity(&config)?;
         let resolver = tls::ReloadingResolver::new(identity);
         let acceptor = TlsAcceptor::from(tls::server_config(resolver.clone()));
-        let gateway = Arc::new(Gateway::with_resolver(&config, dns)?);
+        let policies = {
+            let config = config.clone();
+            tokio::task::spawn_blocking(move || crate::policy::PolicySet::load(&config)).await??
+        };
+        let gateway = Arc::new(Gateway::new(&config, &policies, dns)?);
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -112,17 +116,22 @@ impl Server {
                 graceful.watcher(),
             );
             tokio::spawn(async move {
-                let stream =
-                    match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => return handshake_failed(peer, &e.to_string()),
-                        Err(_) => {
-                            return handshake_failed(
-                                peer,
-                                &format!("timed out after {handshake_timeout:?}"),
-                            );
-                        }
-                    };
+                let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp))
+                    .await
+                {
+                    Ok(Ok(s)) => s,
+                    // A TCP probe (load balancer, readiness check) that closes before sending a ClientHello.
+                    Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                        return tracing::debug!(client = %peer, "connection closed before the TLS handshake");
+                    }
+                    Ok(Err(e)) => return handshake_failed(peer, &e.to_string()),
+                    Err(_) => {
+                        return handshake_failed(
+                            peer,
+                            &format!("timed out after {handshake_timeout:?}"),
+                        );
+                    }
+                };
                 let sni = stream.get_ref().1.server_name().map(str::to_owned);
                 let conn = Arc::new(ConnInfo { peer, sni });
                 let svc = service_fn(move |req| {
@@ -181,9 +190,25 @@ fn log_start(config: &Config, gateway: &Gateway, addr: SocketAddr) {
             }
         }
     }
-    tracing::warn!(
-        "no `policies:` block configured: every MCP message is ALLOWED and forwarded (policy enforcement is off)"
-    );
+    match &config.policies {
+        None => tracing::warn!(
+            "no `policies:` block configured: every MCP message is ALLOWED and forwarded (policy enforcement is off)"
+        ),
+        Some(p) => {
+            for r in &config.routes {
+                if r.policies.is_empty() {
+                    tracing::warn!(route = %r.key, "route has an empty policy chain (`policies: []`): every message on it is allowed");
+                } else {
+                    tracing::info!(route = %r.key, chain = %r.policies.join(" → "), "policy chain");
+                }
+            }
+            tracing::info!(
+                modules = p.modules.len(),
+                max_concurrency = p.max_concurrency,
+                "policy engine ready"
+            );
+        }
+    }
     tracing::info!(listen = %addr, tls_cert = %config.tls.cert_file.display(), "mcp-gateway listening (TLS, h2 + http/1.1)");
 }
 

@@ -16,13 +16,39 @@ pub struct Counters {
     pub tls_handshake_failures: AtomicU64,
     pub requests: AtomicU64,
     pub refusals: AtomicU64,
+    pub policy_denials: AtomicU64,
+    /// Policy evaluation failures by kind, in the order of [`POLICY_FAILURE_KINDS`].
+    pub policy_failures: [AtomicU64; 8],
 }
+
+/// Labels of `Counters::policy_failures`.
+pub const POLICY_FAILURE_KINDS: [&str; 8] = [
+    "timeout",
+    "out_of_memory",
+    "out_of_fuel",
+    "panic",
+    "trap",
+    "oversized_output",
+    "bad_settings",
+    "instantiate",
+];
 
 pub static COUNTERS: Counters = Counters {
     tls_handshake_failures: AtomicU64::new(0),
     requests: AtomicU64::new(0),
     refusals: AtomicU64::new(0),
+    policy_denials: AtomicU64::new(0),
+    policy_failures: [const { AtomicU64::new(0) }; 8],
 };
+
+/// Counts a policy failure by kind.
+pub fn policy_failure(policy: &str, failure: &crate::policy::sandbox::Failure) {
+    let kind = failure.kind();
+    if let Some(i) = POLICY_FAILURE_KINDS.iter().position(|k| *k == kind) {
+        COUNTERS.policy_failures[i].fetch_add(1, Ordering::Relaxed);
+    }
+    tracing::debug!(policy, kind, "policy failure counted");
+}
 
 /// Installs the global subscriber. `RUST_LOG`, when set, overrides the configured level.
 pub fn init(log: &LogSettings) {
@@ -55,6 +81,7 @@ pub fn access(ctx: &RequestCtx, status: StatusCode) {
         http_method = %ctx.http_method,
         path = %ctx.path,
         mcp_method = ctx.mcp_method.as_deref().unwrap_or("-"),
+        decision = ctx.decision.unwrap_or("-"),
         rpc_id = %ctx.rpc_id.as_ref().map(|i| i.to_string()).unwrap_or_else(|| "-".into()),
         status = status.as_u16(),
         upstream_status = ctx.upstream_status.unwrap_or(0),
@@ -68,6 +95,35 @@ pub fn refusal(ctx: &RequestCtx, err: &GatewayError) {
     COUNTERS.refusals.fetch_add(1, Ordering::Relaxed);
     let cause = error_chain(err);
     tracing::warn!(request_id = ctx.id_str(), client = %ctx.conn.peer, reason = err.kind(), "{cause}");
+}
+
+/// A request the policy chain refused: one line per refused message, with policy and reason.
+pub fn policy_refusal(ctx: &RequestCtx, refused: &crate::policy::Refused) {
+    use crate::policy::verdict::Outcome;
+    COUNTERS.policy_denials.fetch_add(1, Ordering::Relaxed);
+    for v in &refused.verdicts {
+        match &v.outcome {
+            Outcome::Allow => {}
+            Outcome::Deny { policy, reason } => tracing::info!(
+                request_id = ctx.id_str(),
+                policy = &**policy,
+                "denied by policy: {reason}"
+            ),
+            Outcome::RequireApproval { policy, reason } => {
+                tracing::info!(
+                    request_id = ctx.id_str(),
+                    policy = &**policy,
+                    "approval required by policy: {reason}"
+                )
+            }
+            Outcome::Hidden { policy, tool } => tracing::info!(
+                request_id = ctx.id_str(),
+                policy = &**policy,
+                tool,
+                "call to hidden tool refused"
+            ),
+        }
+    }
 }
 
 /// `error: cause: cause` on one line.

@@ -29,6 +29,46 @@ pub struct FileConfig {
     pub upstream: Option<FileUpstream>,
     /// Extension: sizes and timeouts.
     pub limits: Option<FileLimits>,
+    /// Extension: Wasm policy modules and chains. Absent: every message is allowed (drop-in mode).
+    pub policies: Option<FilePolicies>,
+}
+
+/// `policies:` — named modules, and the chain for routes that name none.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilePolicies {
+    #[serde(default)]
+    pub modules: BTreeMap<String, FileModule>,
+    /// Chain for routes without their own `policies:`.
+    pub default: Option<Vec<String>>,
+    /// Where compiled modules are cached (default: a `mcp-gateway` folder in the system temp directory).
+    pub cache_dir: Option<String>,
+    /// How many evaluations may run at once (default: the number of CPUs).
+    pub max_concurrency: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileModule {
+    pub path: String,
+    /// Hex SHA-256 the file must have.
+    pub sha256: Option<String>,
+    /// Any YAML value; handed to the policy as JSON.
+    pub settings: Option<serde_json::Value>,
+    /// `enforce` (default) or `monitor` (log the would-be decision, allow).
+    pub mode: Option<String>,
+    pub limits: Option<FileModuleLimits>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileModuleLimits {
+    /// Linear memory cap. Default 16.
+    pub memory_mb: Option<u64>,
+    /// Wall-clock deadline per evaluation. Default 50.
+    pub timeout_ms: Option<u64>,
+    /// Optional deterministic CPU budget (wasmtime fuel units).
+    pub fuel: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -79,15 +119,21 @@ pub struct FileLimits {
 pub struct FileRoutes(pub BTreeMap<String, FileRoute>);
 
 /// One route value: Anthropic's `scheme://host:port` string, or our map form with `upstream:` plus our keys.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct FileRoute {
     pub upstream: String,
+    /// This route's policy chain (names from `policies.modules`); `[]` explicitly allows everything.
+    pub policies: Option<Vec<String>>,
+    /// Validate `tools/call` arguments against the tool's `inputSchema` (default true).
+    pub validate_arguments: Option<bool>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileRouteMap {
     upstream: String,
+    policies: Option<Vec<String>>,
+    validate_arguments: Option<bool>,
 }
 
 pub const ROUTES_EXAMPLE: &str = "routes must be a map of host → upstream URL, for example:\n  routes:\n    docs: http://10.0.12.7:9000\n    crm: { upstream: http://10.0.12.8:9000 }";
@@ -134,12 +180,15 @@ impl<'de> Deserialize<'de> for FileRoute {
             fn visit_str<E: de::Error>(self, v: &str) -> Result<FileRoute, E> {
                 Ok(FileRoute {
                     upstream: v.to_owned(),
+                    ..FileRoute::default()
                 })
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<FileRoute, A::Error> {
                 let m = FileRouteMap::deserialize(de::value::MapAccessDeserializer::new(map))?;
                 Ok(FileRoute {
                     upstream: m.upstream,
+                    policies: m.policies,
+                    validate_arguments: m.validate_arguments,
                 })
             }
             fn visit_seq<A: SeqAccess<'de>>(self, _seq: A) -> Result<FileRoute, A::Error> {

@@ -29,7 +29,56 @@ pub struct Config {
     pub ip_policy: IpPolicy,
     pub upstream_tls: UpstreamTls,
     pub limits: Limits,
+    /// `None` when the file has no `policies:` block (every message allowed, said loudly at start).
+    pub policies: Option<PolicyConfig>,
 }
+
+/// The validated `policies:` block.
+#[derive(Debug, Clone)]
+pub struct PolicyConfig {
+    /// Sorted by name.
+    pub modules: Vec<ModuleSpec>,
+    pub cache_dir: Option<PathBuf>,
+    pub max_concurrency: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyMode {
+    Enforce,
+    Monitor,
+}
+
+#[derive(Debug, Clone)]
+pub struct ModuleSpec {
+    pub name: String,
+    pub path: PathBuf,
+    /// Lowercase hex.
+    pub sha256: Option<String>,
+    /// The settings as JSON text (`{}` when absent).
+    pub settings: String,
+    pub mode: PolicyMode,
+    pub limits: ModuleLimits,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModuleLimits {
+    pub memory_bytes: u64,
+    pub timeout: Duration,
+    pub fuel: Option<u64>,
+}
+
+impl Default for ModuleLimits {
+    fn default() -> Self {
+        ModuleLimits {
+            memory_bytes: 16 << 20,
+            timeout: Duration::from_millis(50),
+            fuel: None,
+        }
+    }
+}
+
+/// Largest `memory_mb` a module may ask for.
+pub const MAX_MODULE_MEMORY_MB: u64 = 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogLevel {
@@ -64,6 +113,12 @@ pub struct RouteSpec {
     /// The key as written, lowercased: a bare subdomain of `tunnel_domain` or a full host name.
     pub key: String,
     pub upstream: UpstreamUrl,
+    /// Module names in evaluation order (resolved against `policies.modules`; `default` applied). Empty when
+    /// there is no `policies:` block, or when the route says `policies: []`.
+    pub policies: Vec<String>,
+    /// The route's own `policies:` as written (`None`: the default chain applies).
+    pub chain_written: Option<Vec<String>>,
+    pub validate_arguments: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

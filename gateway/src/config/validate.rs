@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use super::file::{FileConfig, FileRoutes};
+use super::file::{FileConfig, FilePolicies, FileRoutes};
 use super::{
-    Config, ConfigError, IpPolicy, Limits, LogFormat, LogLevel, LogSettings, RouteSpec, Scheme,
-    TlsFiles, UpstreamTls, UpstreamUrl,
+    Config, ConfigError, IpPolicy, Limits, LogFormat, LogLevel, LogSettings, MAX_MODULE_MEMORY_MB,
+    ModuleLimits, ModuleSpec, PolicyConfig, PolicyMode, RouteSpec, Scheme, TlsFiles, UpstreamTls,
+    UpstreamUrl,
 };
 
 /// Parses and validates YAML text; `path` is only used in messages.
@@ -86,7 +87,19 @@ impl Validator<'_> {
             None => None,
         };
         let tls = self.tls(f.tls)?;
-        let routes = self.routes(f.routes, tunnel_domain.as_deref())?;
+        let mut routes = self.routes(f.routes, tunnel_domain.as_deref())?;
+        let policies = match f.policies {
+            Some(p) => Some(self.policies(p, &mut routes)?),
+            None => {
+                if let Some(r) = routes.iter().find(|r| !r.policies.is_empty()) {
+                    return Err(self.invalid(
+                        &format!("routes.{}.policies", r.key),
+                        "names policies, but there is no `policies:` block defining `modules`",
+                    ));
+                }
+                None
+            }
+        };
         let upstream = f.upstream.unwrap_or_default();
         let ip_policy = match (
             upstream.allowed_ips,
@@ -131,6 +144,133 @@ impl Validator<'_> {
             ip_policy,
             upstream_tls,
             limits,
+            policies,
+        })
+    }
+
+    fn policies(
+        &self,
+        p: FilePolicies,
+        routes: &mut [RouteSpec],
+    ) -> Result<PolicyConfig, ConfigError> {
+        let mut modules = Vec::with_capacity(p.modules.len());
+        for (name, m) in p.modules {
+            let field = format!("policies.modules.{name}");
+            if m.path.trim().is_empty() {
+                return Err(self.invalid(
+                    &format!("{field}.path"),
+                    "is empty: give the path of the policy's .wasm component",
+                ));
+            }
+            let sha256 = match m.sha256 {
+                Some(h) => {
+                    let h = h.trim().to_ascii_lowercase();
+                    let h = h.strip_prefix("sha256:").unwrap_or(&h).to_owned();
+                    if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                        return Err(self.invalid(
+                            &format!("{field}.sha256"),
+                            format!("`{h}` is not 64 hex digits (`sha256sum FILE` prints it)"),
+                        ));
+                    }
+                    Some(h)
+                }
+                None => None,
+            };
+            let mode = match m.mode.as_deref().unwrap_or("enforce") {
+                "enforce" => PolicyMode::Enforce,
+                "monitor" => PolicyMode::Monitor,
+                other => {
+                    return Err(self.invalid(
+                        &format!("{field}.mode"),
+                        format!("`{other}` is not one of enforce, monitor"),
+                    ));
+                }
+            };
+            let d = ModuleLimits::default();
+            let l = m.limits.unwrap_or_default();
+            let memory_mb = l.memory_mb.unwrap_or(d.memory_bytes >> 20);
+            if !(1..=MAX_MODULE_MEMORY_MB).contains(&memory_mb) {
+                return Err(self.invalid(
+                    &format!("{field}.limits.memory_mb"),
+                    format!("{memory_mb} is outside 1..={MAX_MODULE_MEMORY_MB}"),
+                ));
+            }
+            let timeout_ms = l.timeout_ms.unwrap_or(d.timeout.as_millis() as u64);
+            if !(1..=60_000).contains(&timeout_ms) {
+                return Err(self.invalid(
+                    &format!("{field}.limits.timeout_ms"),
+                    format!("{timeout_ms} is outside 1..=60000"),
+                ));
+            }
+            if l.fuel == Some(0) {
+                return Err(self.invalid(
+                    &format!("{field}.limits.fuel"),
+                    "0 would stop every evaluation; omit it for no fuel limit",
+                ));
+            }
+            let settings = m.settings.unwrap_or_else(|| serde_json::json!({}));
+            modules.push(ModuleSpec {
+                name,
+                path: PathBuf::from(m.path),
+                sha256,
+                settings: settings.to_string(),
+                mode,
+                limits: ModuleLimits {
+                    memory_bytes: memory_mb << 20,
+                    timeout: Duration::from_millis(timeout_ms),
+                    fuel: l.fuel,
+                },
+            });
+        }
+        let known: Vec<&str> = modules.iter().map(|m| m.name.as_str()).collect();
+        let check = |field: &str, chain: &[String]| -> Result<(), ConfigError> {
+            for name in chain {
+                if !known.contains(&name.as_str()) {
+                    let hint = known
+                        .iter()
+                        .map(|k| (strsim::jaro_winkler(name, k), *k))
+                        .max_by(|a, b| a.0.total_cmp(&b.0))
+                        .filter(|b| b.0 >= 0.8)
+                        .map(|b| format!(" — did you mean `{}`?", b.1))
+                        .unwrap_or_default();
+                    return Err(self.invalid(
+                        field,
+                        format!(
+                            "names policy `{name}`, which `policies.modules` does not define{hint}"
+                        ),
+                    ));
+                }
+            }
+            Ok(())
+        };
+        if let Some(d) = &p.default {
+            check("policies.default", d)?;
+        }
+        for r in routes.iter_mut() {
+            let field = format!("routes.{}.policies", r.key);
+            match (&r.chain_written, &p.default) {
+                (Some(own), _) => check(&field, own)?,
+                (None, Some(d)) => r.policies = d.clone(),
+                (None, None) => {
+                    return Err(self.invalid(
+                        &format!("routes.{}", r.key),
+                        "has no policy chain: give it `policies: [..]`, set `policies.default`, or write `policies: []` to allow everything on this route",
+                    ));
+                }
+            }
+        }
+        let max_concurrency = p.max_concurrency.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        });
+        if max_concurrency == 0 {
+            return Err(self.invalid("policies.max_concurrency", "must be at least 1"));
+        }
+        Ok(PolicyConfig {
+            modules,
+            cache_dir: p.cache_dir.map(PathBuf::from),
+            max_concurrency,
         })
     }
 
@@ -260,7 +400,14 @@ impl Validator<'_> {
                     ),
                 )
             })?;
-            out.push(RouteSpec { key, upstream });
+            let policies = route.policies.clone().unwrap_or_default();
+            out.push(RouteSpec {
+                key,
+                upstream,
+                chain_written: route.policies,
+                policies,
+                validate_arguments: route.validate_arguments.unwrap_or(true),
+            });
         }
         // `docs` and `docs.<tunnel_domain>` would be two keys for one host.
         if let Some(td) = tunnel_domain {
@@ -568,5 +715,92 @@ upstream:
         ))
         .unwrap_err();
         assert!(e.contains("name the same host"), "{e}");
+    }
+
+    const POLICIES: &str = "policies:\n  modules:\n    allowlist: { path: /p/a.wasm, settings: { allow: [\"search_*\"] } }\n    guard: { path: /p/g.wasm, sha256: \"AB00000000000000000000000000000000000000000000000000000000000000\", mode: monitor, limits: { memory_mb: 8, timeout_ms: 20, fuel: 1000000 } }\n";
+
+    #[test]
+    fn policies_block_with_default_and_route_chains() {
+        let c = load(&base(&format!("{POLICIES}  default: [guard]\nroutes:\n  docs: http://10.0.0.1:80\n  crm: {{ upstream: 'http://10.0.0.2:80', policies: [allowlist, guard], validate_arguments: false }}\n  open: {{ upstream: 'http://10.0.0.3:80', policies: [] }}"))).unwrap();
+        let chain = |k: &str| {
+            c.routes
+                .iter()
+                .find(|r| r.key == k)
+                .unwrap()
+                .policies
+                .clone()
+        };
+        assert_eq!(chain("docs"), ["guard"]);
+        assert_eq!(chain("crm"), ["allowlist", "guard"]);
+        assert!(chain("open").is_empty());
+        assert!(
+            !c.routes
+                .iter()
+                .find(|r| r.key == "crm")
+                .unwrap()
+                .validate_arguments
+        );
+        let p = c.policies.unwrap();
+        let guard = p.modules.iter().find(|m| m.name == "guard").unwrap();
+        assert_eq!(guard.mode, PolicyMode::Monitor);
+        assert_eq!(
+            guard.sha256.as_deref(),
+            Some(&*format!("ab{}", "0".repeat(62)))
+        );
+        assert_eq!(
+            guard.limits,
+            ModuleLimits {
+                memory_bytes: 8 << 20,
+                timeout: Duration::from_millis(20),
+                fuel: Some(1_000_000)
+            }
+        );
+        let allow = p.modules.iter().find(|m| m.name == "allowlist").unwrap();
+        assert_eq!(allow.settings, r#"{"allow":["search_*"]}"#);
+    }
+
+    #[test]
+    fn nothing_falls_open_silently() {
+        let e = load(&base(&format!(
+            "{POLICIES}routes:\n  docs: http://10.0.0.1:80"
+        )))
+        .unwrap_err();
+        assert!(
+            e.contains("routes.docs")
+                && e.contains("has no policy chain")
+                && e.contains("policies: []"),
+            "{e}"
+        );
+        let e = load(&base(&format!(
+            "{POLICIES}  default: [gaurd]\nroutes:\n  docs: http://10.0.0.1:80"
+        )))
+        .unwrap_err();
+        assert!(
+            e.contains("`gaurd`") && e.contains("did you mean `guard`?"),
+            "{e}"
+        );
+        let e = load(&base(
+            "routes:\n  docs: { upstream: 'http://10.0.0.1:80', policies: [x] }",
+        ))
+        .unwrap_err();
+        assert!(e.contains("no `policies:` block"), "{e}");
+        let c = load(&base("routes: {docs: 'http://10.0.0.1:80'}")).unwrap();
+        assert!(
+            c.policies.is_none(),
+            "an Anthropic config has no policies block"
+        );
+    }
+
+    #[test]
+    fn module_mistakes_are_explained() {
+        let bad = |m: &str| {
+            load(&base(&format!("policies:\n  modules:\n    g: {m}\n  default: [g]\nroutes: {{docs: 'http://10.0.0.1:80'}}"))).unwrap_err()
+        };
+        assert!(bad("{ path: /g.wasm, sha256: abc }").contains("64 hex digits"));
+        assert!(bad("{ path: /g.wasm, mode: audit }").contains("enforce, monitor"));
+        assert!(bad("{ path: /g.wasm, limits: { memory_mb: 0 } }").contains("outside 1..="));
+        assert!(
+            bad("{ path: /g.wasm, limits: { timeout: 5 } }").contains("did you mean `timeout_ms`?")
+        );
     }
 }

@@ -5,15 +5,13 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
-use hyper::body::{Body, Frame, Incoming};
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
@@ -197,7 +195,7 @@ fn progress_stream(id: Value, token: Value, steps: u64) -> Response<reply::Body>
         );
         let _ = tx.send(sse_event(&done)).await;
     });
-    let mut resp = Response::new(ChannelBody(rx).boxed());
+    let mut resp = Response::new(crate::filter::ChannelBody(rx).boxed());
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         "text/event-stream".parse().expect("static"),
@@ -223,20 +221,6 @@ fn status(s: StatusCode) -> Response<reply::Body> {
     let mut r = Response::new(reply::full(Bytes::new()));
     *r.status_mut() = s;
     r
-}
-
-/// A response body fed by a channel, one frame per message, so events leave as soon as they are sent.
-struct ChannelBody(mpsc::Receiver<Bytes>);
-
-impl Body for ChannelBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        self.0.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
-    }
 }
 
 /// Shared with tests: the tool list as served.

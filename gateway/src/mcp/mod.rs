@@ -7,6 +7,7 @@
 
 pub mod headers;
 pub mod jsonrpc;
+pub mod sse;
 
 use std::time::Duration;
 
@@ -42,6 +43,29 @@ impl Inbound {
             Inbound::Post { payload, .. } => payload.messages().first().and_then(|m| m.method()),
             _ => None,
         }
+    }
+
+    /// The message of a single-message POST.
+    pub fn single_message(&self) -> Option<&Message> {
+        match self {
+            Inbound::Post {
+                payload: Payload::Single(m),
+                ..
+            } => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The method of a single-message POST that is a request (has an id).
+    pub fn single_request_method(&self) -> Option<&str> {
+        match self.single_message()? {
+            Message::Request { method, .. } => Some(method),
+            _ => None,
+        }
+    }
+
+    pub fn is_modern(&self) -> bool {
+        matches!(self, Inbound::Post { modern: true, .. })
     }
 
     pub fn first_id(&self) -> Option<&Id> {

@@ -1,5 +1,7 @@
 //! Command line: `serve` (also reached with Anthropic's `-config FILE` form), `demo`, `certs init`,
-//! `sample-upstream`.
+//! `policy check|eval|test`, `sample-upstream`.
+
+mod policy;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -30,6 +32,11 @@ enum Command {
     Certs {
         #[command(subcommand)]
         command: CertsCommand,
+    },
+    /// Tools for policy authors: load and check a component, evaluate it on a request, run fixture files.
+    Policy {
+        #[command(subcommand)]
+        command: policy::PolicyCommand,
     },
     /// Run the sample upstream MCP server used by the demo and the benchmarks (plain HTTP, path /mcp).
     SampleUpstream {
@@ -86,6 +93,7 @@ pub fn main() -> ExitCode {
                     key_type,
                 },
         } => certs_init(&tunnel_domain, &out, key_type),
+        Command::Policy { command } => policy::run(command),
         Command::SampleUpstream { listen } => runtime().and_then(|rt| {
             rt.block_on(async {
                 let (addr, task) = crate::demo::upstream::spawn(listen).await?;

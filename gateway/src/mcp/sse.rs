@@ -1,0 +1,143 @@
+//! Server-Sent Events framing, incrementally: split a byte stream into events (blank-line separated, any of
+//! `\n`, `\r\n`, `\r` line ends), read an event's `data`, and rewrite it while keeping `id:`, `event:`,
+//! `retry:` and comments as they were.
+
+use bytes::{Bytes, BytesMut};
+
+/// Accumulates bytes and yields whole events (including their terminating blank line).
+#[derive(Debug, Default)]
+pub struct EventSplitter {
+    buf: BytesMut,
+}
+
+impl EventSplitter {
+    pub fn push(&mut self, chunk: &[u8]) {
+        self.buf.extend_from_slice(chunk);
+    }
+
+    /// The next complete event, if one is buffered.
+    pub fn next_event(&mut self) -> Option<Bytes> {
+        let end = find_event_end(&self.buf)?;
+        Some(self.buf.split_to(end).freeze())
+    }
+
+    /// Whatever is left when the stream ends (an unterminated last event).
+    pub fn finish(&mut self) -> Option<Bytes> {
+        (!self.buf.is_empty()).then(|| self.buf.split().freeze())
+    }
+}
+
+/// Index just past the blank line that ends the first event.
+fn find_event_end(b: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    let mut line_start = 0;
+    while i < b.len() {
+        let eol = match b[i] {
+            b'\n' => 1,
+            b'\r' if b.get(i + 1) == Some(&b'\n') => 2,
+            b'\r' if i + 1 < b.len() => 1,
+            b'\r' => return None, // a lone CR at the end may be the first half of CRLF
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        if i == line_start {
+            return Some(i + eol); // an empty line: the event ends here
+        }
+        i += eol;
+        line_start = i;
+    }
+    None
+}
+
+fn lines(event: &[u8]) -> impl Iterator<Item = &[u8]> {
+    event
+        .split(|&c| c == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .flat_map(|l| l.split(|&c| c == b'\r'))
+}
+
+/// The event's data (its `data:` lines joined with `\n`), if it has any.
+pub fn data(event: &[u8]) -> Option<String> {
+    let mut out: Option<String> = None;
+    for line in lines(event) {
+        let Some(rest) = line.strip_prefix(b"data") else {
+            continue;
+        };
+        let value = match rest.first() {
+            None => rest,
+            Some(b':') => rest[1..].strip_prefix(b" ").unwrap_or(&rest[1..]),
+            Some(_) => continue, // a field named e.g. `database`
+        };
+        match &mut out {
+            Some(s) => {
+                s.push('\n');
+                s.push_str(&String::from_utf8_lossy(value));
+            }
+            None => out = Some(String::from_utf8_lossy(value).into_owned()),
+        }
+    }
+    out
+}
+
+/// The same event with its data replaced by `new_data` (one line of JSON).
+pub fn with_data(event: &[u8], new_data: &str) -> Bytes {
+    let mut out = Vec::with_capacity(event.len() + new_data.len());
+    let mut wrote = false;
+    for line in lines(event).filter(|l| !l.is_empty()) {
+        if line.starts_with(b"data:") || line == b"data" {
+            if !wrote {
+                out.extend_from_slice(b"data: ");
+                out.extend_from_slice(new_data.as_bytes());
+                out.push(b'\n');
+                wrote = true;
+            }
+        } else {
+            out.extend_from_slice(line);
+            out.push(b'\n');
+        }
+    }
+    out.push(b'\n');
+    Bytes::from(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_split_across_chunks_and_line_endings() {
+        let mut s = EventSplitter::default();
+        s.push(b"id: 1\nevent: message\ndata: {\"a\"");
+        assert!(s.next_event().is_none());
+        s.push(b":1}\n\nid: 2\r\ndata: x\r\n\r");
+        assert_eq!(
+            &s.next_event().unwrap()[..],
+            b"id: 1\nevent: message\ndata: {\"a\":1}\n\n"
+        );
+        assert!(
+            s.next_event().is_none(),
+            "CR alone at the end may be half a CRLF"
+        );
+        s.push(b"\n: comment\n\n");
+        assert_eq!(&s.next_event().unwrap()[..], b"id: 2\r\ndata: x\r\n\r\n");
+        assert_eq!(&s.next_event().unwrap()[..], b": comment\n\n");
+        s.push(b"data: tail");
+        assert!(s.next_event().is_none());
+        assert_eq!(&s.finish().unwrap()[..], b"data: tail");
+    }
+
+    #[test]
+    fn data_is_joined_and_rewritten_in_place() {
+        let ev = b"id: 7\nevent: message\ndata: {\"x\":\ndata: 1}\nretry: 100\n\n";
+        assert_eq!(data(ev).unwrap(), "{\"x\":\n1}");
+        assert_eq!(
+            &with_data(ev, "{}")[..],
+            b"id: 7\nevent: message\ndata: {}\nretry: 100\n\n"
+        );
+        assert_eq!(data(b"id: 1\ndata\n\n").unwrap(), "");
+        assert!(data(b": keepalive\n\n").is_none());
+        assert!(data(b"database: x\n\n").is_none());
+    }
+}

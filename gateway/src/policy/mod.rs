@@ -1,0 +1,395 @@
+//! Stage 5 — policy: every MCP message is decided by the route's chain of sandboxed WebAssembly policy
+//! components before it can be forwarded.
+//!
+//! The only way to obtain a [`Permitted`] — which the forwarder requires — is [`PolicyChain::decide`], so a
+//! new code path that skips the decision does not compile. A config without a `policies:` block gets
+//! [`PolicyChain::Unconfigured`] (every message allowed, said loudly at start), like a drop-in for
+//! Anthropic's proxy must; once the block exists every route has an explicit chain, possibly `[]`.
+//!
+//! Files: `bindings` (generated from `wit/`), `engine` (the one wasmtime Engine, cache, ticker), `module`
+//! (loading and checks), `sandbox` (every Store, limits, failure classification), `host` (imports),
+//! `view` (what a policy sees), `verdict` (answers and chain semantics).
+
+pub mod bindings;
+pub mod engine;
+pub mod host;
+pub mod module;
+pub mod sandbox;
+pub mod verdict;
+pub mod view;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bindings::types::{Decision, Request, RequestContext, ToolInfo};
+use engine::PolicyEngine;
+use module::PolicyModule;
+use sandbox::Failure;
+use verdict::{Answer, PolicyAnswer, Verdict};
+
+use crate::catalogue::Catalogue;
+use crate::config::{Config, PolicyMode, RouteSpec};
+use crate::ctx::RequestCtx;
+use crate::mcp::Inbound;
+
+/// Longest reason a policy may give (it is shown to the model and written to the audit log).
+pub const MAX_REASON_BYTES: usize = 4096;
+
+/// All loaded policy modules of a config.
+#[derive(Debug, Default)]
+pub struct PolicySet {
+    engine: Option<Arc<PolicyEngine>>,
+    modules: BTreeMap<String, Arc<PolicyModule>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicySetError {
+    #[error(transparent)]
+    Engine(#[from] engine::EngineError),
+    #[error(transparent)]
+    Load(#[from] module::LoadError),
+}
+
+impl PolicySet {
+    /// Loads every module of `config` (blocking: compiles). Any module that fails stops the whole set.
+    pub fn load(config: &Config) -> Result<PolicySet, PolicySetError> {
+        let Some(pc) = &config.policies else {
+            return Ok(PolicySet::default());
+        };
+        let engine = PolicyEngine::new(pc)?;
+        let mut modules = BTreeMap::new();
+        for spec in &pc.modules {
+            let started = Instant::now();
+            let m = module::load(&engine, spec)?;
+            tracing::info!(
+                policy = %m.name, path = %m.path.display(), sha256 = %m.sha256, mode = ?m.mode,
+                cached = m.from_cache, load_ms = started.elapsed().as_millis() as u64, "policy loaded"
+            );
+            modules.insert(spec.name.clone(), Arc::new(m));
+        }
+        Ok(PolicySet {
+            engine: Some(engine),
+            modules,
+        })
+    }
+
+    pub fn is_configured(&self) -> bool {
+        self.engine.is_some()
+    }
+
+    /// The chain of `route` (names were checked against the modules when the config was validated).
+    pub fn chain_for(&self, route: &RouteSpec) -> PolicyChain {
+        match &self.engine {
+            None => PolicyChain::Unconfigured,
+            Some(engine) => PolicyChain::Chain {
+                engine: engine.clone(),
+                modules: route
+                    .policies
+                    .iter()
+                    .filter_map(|n| self.modules.get(n).cloned())
+                    .collect(),
+            },
+        }
+    }
+}
+
+/// The decision chain of a route.
+#[derive(Debug, Clone)]
+pub enum PolicyChain {
+    /// No `policies:` block in the config: every message is allowed.
+    Unconfigured,
+    /// Modules in evaluation order; empty when the route says `policies: []`.
+    Chain {
+        engine: Arc<PolicyEngine>,
+        modules: Vec<Arc<PolicyModule>>,
+    },
+}
+
+/// Proof that the policy chain allowed a request. Private fields: only [`PolicyChain::decide`] makes one.
+#[derive(Debug)]
+pub struct Permitted {
+    inbound: Inbound,
+    verdicts: Vec<Verdict>,
+}
+
+impl Permitted {
+    pub fn inbound(&self) -> &Inbound {
+        &self.inbound
+    }
+
+    /// One verdict per message (empty for requests without messages: GET streams, DELETE, discovery).
+    pub fn verdicts(&self) -> &[Verdict] {
+        &self.verdicts
+    }
+}
+
+/// A request the chain did not allow: answered as MCP results / JSON-RPC errors, never an HTTP 4xx.
+#[derive(Debug)]
+pub struct Refused {
+    pub inbound: Inbound,
+    /// One verdict per message of the payload, in order.
+    pub verdicts: Vec<Verdict>,
+}
+
+/// One message to decide, prepared on the reactor and evaluated off it.
+struct Job {
+    request: Option<Request>,
+    tool: Option<ToolInfo>,
+}
+
+impl Job {
+    fn new(context: RequestContext, msg: &crate::mcp::Message, catalogue: &Catalogue) -> Job {
+        let tool = view::called_tool(msg).map(|name| {
+            catalogue
+                .get(name)
+                .map(|t| t.info.clone())
+                .unwrap_or_else(|| view::unknown_tool(name))
+        });
+        Job {
+            request: view::request(context, msg, tool.clone()),
+            tool,
+        }
+    }
+}
+
+/// Decides one message with `modules`, on the calling thread (the `policy` CLI and benchmarks use this; the
+/// gateway goes through [`PolicyChain::decide`], which runs the same code off the reactor).
+pub fn evaluate_blocking(
+    engine: &PolicyEngine,
+    modules: &[Arc<PolicyModule>],
+    context: RequestContext,
+    msg: &crate::mcp::Message,
+    catalogue: &Catalogue,
+) -> Verdict {
+    let request_id: Arc<str> = Arc::from(context.request_id.as_str());
+    evaluate(
+        engine,
+        modules,
+        &Job::new(context, msg, catalogue),
+        &request_id,
+    )
+}
+
+impl PolicyChain {
+    /// Decides every message of `inbound`. Requests without a message (GET streams, DELETE, OAuth discovery)
+    /// are allowed here; what flows on a stream is policed as it flows.
+    pub async fn decide(
+        &self,
+        ctx: &RequestCtx,
+        inbound: Inbound,
+        catalogue: &Catalogue,
+    ) -> Result<Permitted, Refused> {
+        let (engine, modules) = match self {
+            PolicyChain::Unconfigured => {
+                return Ok(Permitted {
+                    inbound,
+                    verdicts: Vec::new(),
+                });
+            }
+            PolicyChain::Chain { engine, modules } => (engine, modules),
+        };
+        let Inbound::Post { payload, .. } = &inbound else {
+            return Ok(Permitted {
+                inbound,
+                verdicts: Vec::new(),
+            });
+        };
+        if modules.is_empty() {
+            let verdicts = payload
+                .messages()
+                .iter()
+                .map(|_| Verdict::allow_unpoliced())
+                .collect();
+            return Ok(Permitted { inbound, verdicts });
+        }
+        let context = view::context(ctx);
+        let jobs: Vec<Job> = payload
+            .messages()
+            .iter()
+            .map(|m| Job::new(context.clone(), m, catalogue))
+            .collect();
+        let request_id: Arc<str> = Arc::from(ctx.id_str());
+        let verdicts = run_blocking(engine, modules, move |engine, modules| {
+            jobs.iter()
+                .map(|job| evaluate(engine, modules, job, &request_id))
+                .collect::<Vec<_>>()
+        })
+        .await;
+        if verdicts.iter().all(Verdict::is_allow) {
+            Ok(Permitted { inbound, verdicts })
+        } else {
+            Err(Refused { inbound, verdicts })
+        }
+    }
+
+    /// Whether responses on this route are inspected (tool catalogue, `tools/list` filtering): only when
+    /// the config has a `policies:` block; a drop-in config passes responses through untouched.
+    pub fn is_configured(&self) -> bool {
+        matches!(self, PolicyChain::Chain { .. })
+    }
+
+    /// Names of `tools` that some enforcing policy of the chain hides. A failing policy hides them all.
+    pub async fn hidden_tools(
+        &self,
+        context: RequestContext,
+        tools: Vec<ToolInfo>,
+    ) -> HashSet<String> {
+        let (engine, modules) = match self {
+            PolicyChain::Chain { engine, modules } if !modules.is_empty() && !tools.is_empty() => {
+                (engine, modules)
+            }
+            _ => return HashSet::new(),
+        };
+        let request_id: Arc<str> = Arc::from(context.request_id.as_str());
+        run_blocking(engine, modules, move |engine, modules| {
+            let mut hidden = HashSet::new();
+            for m in modules {
+                match hidden_by(engine, m, &context, &tools, &request_id) {
+                    Ok(names) if m.mode == PolicyMode::Enforce => hidden.extend(names),
+                    Ok(names) => {
+                        if !names.is_empty() {
+                            tracing::info!(policy = %m.name, request_id = %request_id, hidden = ?names, "monitor: policy would hide tools");
+                        }
+                    }
+                    Err(f) => {
+                        crate::telemetry::policy_failure(&m.name, &f);
+                        tracing::warn!(policy = %m.name, request_id = %request_id, error = %f, "hidden-tools failed; hiding every tool (fail closed)");
+                        if m.mode == PolicyMode::Enforce {
+                            hidden.extend(tools.iter().map(|t| t.name.clone()));
+                        }
+                    }
+                }
+            }
+            hidden
+        })
+        .await
+    }
+}
+
+/// Runs `f` on the blocking pool, at most `max_concurrency` at a time, so evaluations never stall the reactor
+/// and never oversubscribe the cores (which would also cause spurious epoch timeouts).
+async fn run_blocking<R: Send + 'static>(
+    engine: &Arc<PolicyEngine>,
+    modules: &[Arc<PolicyModule>],
+    f: impl FnOnce(&PolicyEngine, &[Arc<PolicyModule>]) -> R + Send + 'static,
+) -> R {
+    let permit = engine
+        .permits()
+        .clone()
+        .acquire_owned()
+        .await
+        .expect("the semaphore is never closed");
+    let (engine, modules) = (engine.clone(), modules.to_vec());
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        f(&engine, &modules)
+    })
+    .await
+    .expect("policy evaluation task panicked")
+}
+
+/// Runs the chain on one message.
+fn evaluate(
+    engine: &PolicyEngine,
+    modules: &[Arc<PolicyModule>],
+    job: &Job,
+    request_id: &Arc<str>,
+) -> Verdict {
+    let Some(request) = &job.request else {
+        // A client's response to a server request: it was policed when the server's request passed.
+        return Verdict::allow_unpoliced();
+    };
+    let mut answers = Vec::with_capacity(modules.len());
+    for m in modules {
+        let started = Instant::now();
+        let answer = match evaluate_one(engine, m, request, job.tool.as_ref(), request_id) {
+            Ok(a) => a,
+            Err(f) => {
+                crate::telemetry::policy_failure(&m.name, &f);
+                tracing::warn!(policy = %m.name, request_id = %request_id, kind = f.kind(), "policy evaluation failed: {f}");
+                Answer::Failed(f)
+            }
+        };
+        if m.mode == PolicyMode::Monitor && answer != Answer::Allow {
+            tracing::info!(policy = %m.name, request_id = %request_id, would = answer.label(), answer = ?answer, "monitor: policy would not allow");
+        }
+        let a = PolicyAnswer {
+            policy: m.name.clone(),
+            sha256: m.sha256.clone(),
+            settings_digest: m.settings_digest.clone(),
+            mode: m.mode,
+            answer,
+            elapsed: started.elapsed(),
+        };
+        let stop = verdict::is_final(&a);
+        answers.push(a);
+        if stop {
+            break;
+        }
+    }
+    let outcome = verdict::combine(&answers, job.tool.as_ref().map(|t| t.name.as_str()));
+    Verdict { outcome, answers }
+}
+
+/// One policy on one message, in one fresh sandbox: for a tool call, `hidden-tools` first (a hidden tool is
+/// refused even if the client never listed), then `evaluate`, on the same instance.
+fn evaluate_one(
+    engine: &PolicyEngine,
+    m: &PolicyModule,
+    request: &Request,
+    tool: Option<&ToolInfo>,
+    request_id: &Arc<str>,
+) -> Result<Answer, Failure> {
+    let mut store = sandbox::store(engine, &m.limits, &m.name, request_id);
+    let instance = m
+        .pre
+        .instantiate(&mut store)
+        .map_err(|e| sandbox::classify(e, &m.limits))?;
+    if let Some(tool) = tool {
+        let hidden = instance
+            .call_hidden_tools(
+                &mut store,
+                &m.settings,
+                &request.context,
+                std::slice::from_ref(tool),
+            )
+            .map_err(|e| sandbox::classify(e, &m.limits))?;
+        if hidden.contains(&tool.name) {
+            return Ok(Answer::Hidden);
+        }
+    }
+    let decision = instance
+        .call_evaluate(&mut store, &m.settings, request)
+        .map_err(|e| sandbox::classify(e, &m.limits))?;
+    Ok(match decision {
+        Decision::Allow => Answer::Allow,
+        Decision::Deny(r) | Decision::RequireApproval(r) if r.len() > MAX_REASON_BYTES => {
+            return Err(Failure::OversizedOutput(r.len()));
+        }
+        Decision::Deny(r) => Answer::Deny(r),
+        Decision::RequireApproval(r) => Answer::RequireApproval(r),
+    })
+}
+
+fn hidden_by(
+    engine: &PolicyEngine,
+    m: &PolicyModule,
+    context: &RequestContext,
+    tools: &[ToolInfo],
+    request_id: &Arc<str>,
+) -> Result<Vec<String>, Failure> {
+    let mut store = sandbox::store(engine, &m.limits, &m.name, request_id);
+    let instance = m
+        .pre
+        .instantiate(&mut store)
+        .map_err(|e| sandbox::classify(e, &m.limits))?;
+    let names = instance
+        .call_hidden_tools(&mut store, &m.settings, context, tools)
+        .map_err(|e| sandbox::classify(e, &m.limits))?;
+    let total: usize = names.iter().map(String::len).sum();
+    if total > tools.iter().map(|t| t.name.len()).sum::<usize>() + MAX_REASON_BYTES {
+        return Err(Failure::OversizedOutput(total));
+    }
+    Ok(names)
+}
