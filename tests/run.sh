@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite, as README.md and CI run it:
 #   1. formatting and lints (warnings are errors),
-#   2. Rust unit tests and in-process proxy tests (cargo test --workspace),
+#   2. Rust unit tests, in-process proxy and policy tests (cargo test --workspace; the policy components are
+#      built first by policies/build.sh),
 #   3. end-to-end tests: the real mcp-gateway binary with real Python MCP SDK peers over TLS (pytest).
-# Installs what it needs that a fresh machine lacks (rustfmt/clippy components, the Python venvs).
+# Installs what it needs that a fresh machine lacks (rustfmt/clippy components, the wasm32-wasip2 target,
+# the Python venvs).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -14,6 +16,9 @@ rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
 step "python peers (tests/setup.sh)"
 bash tests/setup.sh
+
+step "policy components (wasm32-wasip2)"
+bash policies/build.sh
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

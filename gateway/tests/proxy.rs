@@ -156,9 +156,10 @@ async fn counting_listener() -> (SocketAddr, Arc<AtomicUsize>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http1_and_http2_reach_the_upstream_with_request_ids() {
-    let (up, _) = upstream::spawn("127.0.0.1:0".parse().unwrap())
+    let up = upstream::spawn("127.0.0.1:0".parse().unwrap())
         .await
-        .unwrap();
+        .unwrap()
+        .addr;
     let gw = Gw::start(
         &format!("  crm: http://{up}"),
         "upstream: {allowed_ips: [127.0.0.0/8]}",
@@ -263,9 +264,10 @@ async fn upstream_sees_rewritten_host_forwarding_headers_and_no_hop_by_hop() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sse_progress_reaches_the_client_before_the_result() {
-    let (up, _) = upstream::spawn("127.0.0.1:0".parse().unwrap())
+    let up = upstream::spawn("127.0.0.1:0".parse().unwrap())
         .await
-        .unwrap();
+        .unwrap()
+        .addr;
     let gw = Gw::start(
         &format!("  crm: http://{up}"),
         "upstream: {allowed_ips: [127.0.0.0/8]}",
@@ -398,9 +400,10 @@ impl Resolve for Fixed {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dns_rebinding_cannot_slip_another_address_in() {
-    let (up, _) = upstream::spawn("127.0.0.1:0".parse().unwrap())
+    let up = upstream::spawn("127.0.0.1:0".parse().unwrap())
         .await
-        .unwrap();
+        .unwrap()
+        .addr;
     let dns = Arc::new(Rebinding {
         first: up,
         calls: Mutex::new(0),
@@ -563,9 +566,10 @@ async fn upstream_down_is_a_502_and_other_routes_keep_working() {
         .unwrap()
         .local_addr()
         .unwrap(); // closed right away
-    let (up, _) = upstream::spawn("127.0.0.1:0".parse().unwrap())
+    let up = upstream::spawn("127.0.0.1:0".parse().unwrap())
         .await
-        .unwrap();
+        .unwrap()
+        .addr;
     let gw = Gw::start(
         &format!("  dead: http://{dead}\n  crm: http://{up}"),
         "upstream: {allowed_ips: [127.0.0.0/8]}",
@@ -604,9 +608,10 @@ async fn upstream_down_is_a_502_and_other_routes_keep_working() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_drains_a_live_stream_then_stops_accepting() {
-    let (up, _) = upstream::spawn("127.0.0.1:0".parse().unwrap())
+    let up = upstream::spawn("127.0.0.1:0".parse().unwrap())
         .await
-        .unwrap();
+        .unwrap()
+        .addr;
     let mut gw = Gw::start(
         &format!("  crm: http://{up}"),
         "upstream: {allowed_ips: [127.0.0.0/8]}",
@@ -647,9 +652,10 @@ async fn shutdown_drains_a_live_stream_then_stops_accepting() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificate_is_hot_reloaded() {
-    let (up, _) = upstream::spawn("127.0.0.1:0".parse().unwrap())
+    let up = upstream::spawn("127.0.0.1:0".parse().unwrap())
         .await
-        .unwrap();
+        .unwrap()
+        .addr;
     let gw = Gw::start(
         &format!("  crm: http://{up}"),
         "upstream: {allowed_ips: [127.0.0.0/8]}",
@@ -691,9 +697,10 @@ async fn certificate_is_hot_reloaded() {
 
 /// The sample upstream behind TLS with its own CA, as an `https://` upstream would be.
 async fn tls_upstream(dir: &Path) -> SocketAddr {
-    let (plain, _) = upstream::spawn("127.0.0.1:0".parse().unwrap())
+    let plain = upstream::spawn("127.0.0.1:0".parse().unwrap())
         .await
-        .unwrap();
+        .unwrap()
+        .addr;
     let issued =
         mcp_gateway::certs::issue("upstream.test", mcp_gateway::certs::KeyKind::EcdsaP256).unwrap();
     issued.write_to(dir).unwrap();
@@ -797,9 +804,10 @@ async fn https_upstream_is_verified_against_upstream_tls_ca_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_or_idle_clients_are_cut_off_by_the_header_timeout() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let (up, _) = upstream::spawn("127.0.0.1:0".parse().unwrap())
+    let up = upstream::spawn("127.0.0.1:0".parse().unwrap())
         .await
-        .unwrap();
+        .unwrap()
+        .addr;
     let gw = Gw::start(
         &format!("  crm: http://{up}"),
         "upstream: {allowed_ips: [127.0.0.0/8]}\nlimits: {request_header_timeout: 500ms}",

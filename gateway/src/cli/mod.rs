@@ -96,10 +96,13 @@ pub fn main() -> ExitCode {
         Command::Policy { command } => policy::run(command),
         Command::SampleUpstream { listen } => runtime().and_then(|rt| {
             rt.block_on(async {
-                let (addr, task) = crate::demo::upstream::spawn(listen).await?;
-                eprintln!("sample MCP upstream listening on http://{addr}/mcp");
+                let sample = crate::demo::upstream::spawn(listen).await?;
+                eprintln!(
+                    "sample MCP upstream listening on http://{}/mcp",
+                    sample.addr
+                );
                 tokio::select! {
-                    r = task => r??,
+                    r = sample.task => r??,
                     () = crate::server::shutdown_signal() => {}
                 }
                 Ok(())

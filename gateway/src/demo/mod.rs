@@ -40,7 +40,8 @@ async fn run_in(dir: &Path) -> anyhow::Result<()> {
         dir.display()
     );
 
-    let (up_addr, _up) = upstream::spawn("127.0.0.1:0".parse()?).await?;
+    let sample = upstream::spawn("127.0.0.1:0".parse()?).await?;
+    let (up_addr, seen) = (sample.addr, sample.seen.clone());
     println!(
         "  • sample MCP server (tools: {}) on http://{up_addr}/mcp",
         upstream::tool_names().join(", ")
@@ -191,7 +192,7 @@ async fn run_in(dir: &Path) -> anyhow::Result<()> {
     );
 
     // What the gateway refuses before anything reaches the upstream.
-    let before = upstream::SEEN.requests.load(Ordering::Relaxed);
+    let before = seen.requests.load(Ordering::Relaxed);
     let first_refusal = n.get() + 1;
     let (status, _, body) = call(
         &crm,
@@ -239,13 +240,13 @@ async fn run_in(dir: &Path) -> anyhow::Result<()> {
         step("SNI hr…, Host crm… (domain fronting)"),
         err(&body)
     );
-    let after = upstream::SEEN.requests.load(Ordering::Relaxed);
+    let after = seen.requests.load(Ordering::Relaxed);
     let refusals = n.get() + 1 - first_refusal;
 
     println!(
         "\nupstream received {} requests, {} with an X-Gateway-Request-Id; of the last {refusals} requests (all refused) {} reached it.",
-        upstream::SEEN.requests.load(Ordering::Relaxed),
-        upstream::SEEN.with_request_id.load(Ordering::Relaxed),
+        seen.requests.load(Ordering::Relaxed),
+        seen.with_request_id.load(Ordering::Relaxed),
         after - before
     );
     let _ = stop_tx.send(());

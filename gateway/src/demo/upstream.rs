@@ -5,6 +5,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -20,37 +21,45 @@ use tokio::sync::mpsc;
 
 use crate::reply::{self, json_response};
 
-/// Requests seen, and how many carried a gateway request id.
+/// What one sample server has seen.
 #[derive(Debug, Default)]
 pub struct Seen {
     pub requests: AtomicU64,
     pub with_request_id: AtomicU64,
+    /// `tools/call` requests, by tool name, in arrival order.
+    pub tool_calls: std::sync::Mutex<Vec<String>>,
 }
 
-pub static SEEN: Seen = Seen {
-    requests: AtomicU64::new(0),
-    with_request_id: AtomicU64::new(0),
-};
+/// A running sample server.
+pub struct Sample {
+    pub addr: SocketAddr,
+    pub seen: Arc<Seen>,
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
 
 /// Binds `listen` and serves in a background task.
-pub async fn spawn(
-    listen: SocketAddr,
-) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<anyhow::Result<()>>)> {
+pub async fn spawn(listen: SocketAddr) -> anyhow::Result<Sample> {
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
+    let seen = Arc::new(Seen::default());
+    let stats = seen.clone();
     let task = tokio::spawn(async move {
         loop {
             let (tcp, _) = listener.accept().await?;
             let _ = tcp.set_nodelay(true);
+            let stats = stats.clone();
             tokio::spawn(async move {
-                let svc = service_fn(|req| async move { Ok::<_, Infallible>(handle(req).await) });
+                let svc = service_fn(move |req| {
+                    let stats = stats.clone();
+                    async move { Ok::<_, Infallible>(handle(req, &stats).await) }
+                });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(tcp), svc)
                     .await;
             });
         }
     });
-    Ok((addr, task))
+    Ok(Sample { addr, seen, task })
 }
 
 fn tools() -> Value {
@@ -70,16 +79,22 @@ fn tools() -> Value {
     ])
 }
 
-async fn handle(req: Request<Incoming>) -> Response<reply::Body> {
-    SEEN.requests.fetch_add(1, Ordering::Relaxed);
+async fn handle(req: Request<Incoming>, seen: &Seen) -> Response<reply::Body> {
+    seen.requests.fetch_add(1, Ordering::Relaxed);
     if req.headers().contains_key(crate::ctx::REQUEST_ID_HEADER) {
-        SEEN.with_request_id.fetch_add(1, Ordering::Relaxed);
+        seen.with_request_id.fetch_add(1, Ordering::Relaxed);
     }
     match *req.method() {
         Method::POST => {}
         Method::DELETE => return status(StatusCode::OK),
         _ => return status(StatusCode::METHOD_NOT_ALLOWED),
     }
+    // A client that lists SSE first gets every answer as an SSE stream (as SDK servers may choose to).
+    let prefers_sse = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
     let accepts_sse = req
         .headers()
         .get(header::ACCEPT)
@@ -131,6 +146,10 @@ async fn handle(req: Request<Incoming>) -> Response<reply::Body> {
         "tools/list" => json!({"tools": tools()}),
         "tools/call" => {
             let name = params.get("name").and_then(Value::as_str).unwrap_or("");
+            seen.tool_calls
+                .lock()
+                .expect("stats lock")
+                .push(name.to_owned());
             let args = params.get("arguments").cloned().unwrap_or(json!({}));
             let token = params
                 .get("_meta")
@@ -155,6 +174,17 @@ async fn handle(req: Request<Incoming>) -> Response<reply::Body> {
             );
         }
     };
+    if prefers_sse {
+        let (tx, rx) = mpsc::channel::<Bytes>(2);
+        let _ = tx.try_send(Bytes::from_static(b": sample upstream\n\n"));
+        let _ = tx.try_send(sse_event(&rpc_result(id, result)));
+        let mut resp = Response::new(crate::filter::ChannelBody(rx).boxed());
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            "text/event-stream".parse().expect("static"),
+        );
+        return resp;
+    }
     json_response(StatusCode::OK, &rpc_result(id, result))
 }
 

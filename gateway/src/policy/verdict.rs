@@ -177,7 +177,10 @@ mod tests {
         );
         assert!(is_final(&failed));
         let watching = a("m", Monitor, Answer::Deny("would deny".into()));
-        assert_eq!(combine(std::slice::from_ref(&watching), None), Outcome::Allow);
+        assert_eq!(
+            combine(std::slice::from_ref(&watching), None),
+            Outcome::Allow
+        );
         assert!(!is_final(&watching));
         assert_eq!(
             combine(&[a("h", Enforce, Answer::Hidden)], Some("drop_db")),

@@ -1,0 +1,529 @@
+//! The policy engine end to end, in-process: real TLS, the sample MCP upstream, and the real policy
+//! components built from `policies/` (run `bash policies/build.sh` first; `tests/run.sh` does).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use http::StatusCode;
+use http_body_util::BodyExt;
+use mcp_gateway::demo::client::{PinnedClient, post};
+use mcp_gateway::demo::upstream;
+use serde_json::{Value, json};
+
+const TD: &str = "t.example.test";
+
+fn wasm(name: &str) -> PathBuf {
+    let dir = std::env::var_os("MCP_POLICY_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/policy")
+        });
+    let p = dir.join(format!("{name}.wasm"));
+    assert!(
+        p.exists(),
+        "{} is missing: run `bash policies/build.sh` first",
+        p.display()
+    );
+    p
+}
+
+struct Gw {
+    dir: tempfile::TempDir,
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+async fn bind(policies: &str, routes: &str) -> anyhow::Result<Gw> {
+    let dir = tempfile::tempdir().unwrap();
+    mcp_gateway::certs::issue(TD, mcp_gateway::certs::KeyKind::EcdsaP256)
+        .unwrap()
+        .write_to(dir.path())
+        .unwrap();
+    let yaml = format!(
+        "listen_addr: 127.0.0.1:0\nshutdown_timeout: 2s\ntunnel_domain: {TD}\ntls: {{cert_file: {d}/tls.crt, key_file: {d}/tls.key}}\n\
+         upstream: {{allowed_ips: [127.0.0.0/8]}}\npolicies:\n  cache_dir: {d}/cache\n{policies}\nroutes:\n{routes}\n",
+        d = dir.path().display()
+    );
+    let config = mcp_gateway::config::from_yaml(&yaml, Path::new("test.yaml")).unwrap();
+    let server = mcp_gateway::server::Server::bind(config).await?;
+    let addr = server.local_addr();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async {
+        let _ = rx.await;
+    }));
+    Ok(Gw {
+        dir,
+        addr,
+        stop: Some(tx),
+        task,
+    })
+}
+
+impl Gw {
+    fn client(&self, route: &str) -> PinnedClient {
+        let ca = std::fs::read(self.dir.path().join("ca.crt")).unwrap();
+        PinnedClient::new(self.addr, &format!("{route}.{TD}"), &ca).unwrap()
+    }
+
+    async fn call(
+        &self,
+        route: &str,
+        body: Value,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
+        let resp = self
+            .client(route)
+            .send(post(
+                &format!("{route}.{TD}"),
+                "/mcp",
+                body.to_string(),
+                headers,
+            ))
+            .await
+            .unwrap();
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            if bytes.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_slice(&bytes).unwrap()
+            },
+        )
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
+}
+
+fn tool_call(id: u64, name: &str, args: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": name, "arguments": args}})
+}
+
+fn list(id: u64) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/list", "params": {}})
+}
+
+fn text(v: &Value) -> &str {
+    v["result"]["content"][0]["text"].as_str().unwrap_or("")
+}
+
+async fn upstream_route(name: &str, chain: &str) -> String {
+    sample_route(name, chain).await.0
+}
+
+/// A route to a fresh sample upstream, and what that upstream sees.
+async fn sample_route(name: &str, chain: &str) -> (String, Arc<upstream::Seen>) {
+    let up = upstream::spawn("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    (
+        format!(
+            "  {name}: {{ upstream: 'http://{}', policies: {chain} }}\n",
+            up.addr
+        ),
+        up.seen,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowlist_hides_tools_and_refuses_hidden_calls() {
+    let policies = format!(
+        "  modules:\n    allow: {{ path: {}, settings: {{ allow: [search_docs, 'get_*'] }} }}",
+        wasm("tool_allowlist").display()
+    );
+    let gw = bind(&policies, &upstream_route("crm", "[allow]").await)
+        .await
+        .unwrap();
+    // A hidden tool is refused even though the client never listed.
+    let (status, v) = gw
+        .call(
+            "crm",
+            tool_call(1, "delete_customer", json!({"id": "c-1"})),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["error"]["code"], -32602, "{v}");
+    assert_eq!(v["error"]["message"], "Unknown tool: delete_customer");
+    let (_, v) = gw.call("crm", list(2), &[]).await;
+    let names: Vec<&str> = v["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["search_docs", "get_customer"]);
+    assert!(
+        v["result"].get("cacheScope").is_none(),
+        "legacy results are not given modern fields"
+    );
+    let (status, v) = gw
+        .call(
+            "crm",
+            tool_call(3, "search_docs", json!({"query": "refunds"})),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(text(&v).contains("results for \"refunds\""), "{v}");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn modern_tools_list_is_filtered_and_marked_private_as_json_and_as_sse() {
+    let policies = format!(
+        "  modules:\n    allow: {{ path: {}, settings: {{ allow: [search_docs] }} }}",
+        wasm("tool_allowlist").display()
+    );
+    let gw = bind(&policies, &upstream_route("crm", "[allow]").await)
+        .await
+        .unwrap();
+    let modern = [
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/list"),
+    ];
+    let (status, v) = gw.call("crm", list(1), &modern).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["result"]["tools"].as_array().unwrap().len(), 1);
+    assert_eq!(v["result"]["cacheScope"], "private");
+
+    // The same listing as an SSE stream: rewritten event by event, other events untouched.
+    let mut req = post(&format!("crm.{TD}"), "/mcp", list(2).to_string(), &modern);
+    req.headers_mut().insert(
+        "accept",
+        "text/event-stream, application/json".parse().unwrap(),
+    );
+    let resp = gw.client("crm").send(req).await.unwrap();
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let body = String::from_utf8(
+        resp.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(
+        body.starts_with(": sample upstream\n\n"),
+        "comment event passed through: {body:?}"
+    );
+    let data = body
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .expect("a data event");
+    let v: Value = serde_json::from_str(data).unwrap();
+    let names: Vec<&str> = v["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["search_docs"], "{body}");
+    assert_eq!(v["result"]["cacheScope"], "private");
+    assert!(
+        body.contains("event: message\n"),
+        "event type kept: {body:?}"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutation_guard_denies_with_is_error_using_fetched_annotations() {
+    let policies = format!(
+        "  modules:\n    guard: {{ path: {}, settings: {{ deny: ['drop_*'], destructive: deny }} }}",
+        wasm("mutation_guard").display()
+    );
+    let gw = bind(&policies, &upstream_route("crm", "[guard]").await)
+        .await
+        .unwrap();
+    // No tools/list yet: the gateway fetches the catalogue itself, so get_customer's readOnlyHint is known
+    // (an unknown tool would count as destructive and be denied).
+    let (status, v) = gw
+        .call(
+            "crm",
+            tool_call(1, "get_customer", json!({"id": "c-7"})),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["result"]["structuredContent"]["id"], "c-7", "{v}");
+    let (status, v) = gw
+        .call(
+            "crm",
+            tool_call(2, "delete_customer", json!({"id": "c-1"})),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "a policy decision is never an HTTP error"
+    );
+    assert_eq!(v["result"]["isError"], true, "{v}");
+    let t = text(&v);
+    assert!(
+        t.starts_with("Blocked by policy 'guard':")
+            && t.contains("delete_customer")
+            && t.contains("Gateway request id:"),
+        "{t}"
+    );
+    // Modern era: same denial, with resultType.
+    let modern = [
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/call"),
+        ("mcp-name", "delete_customer"),
+    ];
+    let (_, v) = gw
+        .call(
+            "crm",
+            tool_call(3, "delete_customer", json!({"id": "c-1"})),
+            &modern,
+        )
+        .await;
+    assert_eq!(
+        (
+            v["result"]["isError"].as_bool(),
+            v["result"]["resultType"].as_str()
+        ),
+        (Some(true), Some("complete")),
+        "{v}"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approval_required_is_reported_and_not_forwarded() {
+    let policies = format!(
+        "  modules:\n    guard: {{ path: {}, settings: {{ require_approval: ['delete_*'] }} }}",
+        wasm("mutation_guard").display()
+    );
+    let (route, seen) = sample_route("crm", "[guard]").await;
+    let gw = bind(&policies, &route).await.unwrap();
+    let (_, v) = gw
+        .call(
+            "crm",
+            tool_call(1, "delete_customer", json!({"id": "c-1"})),
+            &[],
+        )
+        .await;
+    assert_eq!(v["result"]["isError"], true, "{v}");
+    assert!(
+        text(&v).starts_with("Approval required by policy 'guard'"),
+        "{v}"
+    );
+    // Only the gateway's own catalogue fetch reached the upstream, not the call.
+    assert_eq!(
+        seen.requests.load(Ordering::SeqCst),
+        1,
+        "exactly the catalogue fetch"
+    );
+    assert!(
+        seen.tool_calls.lock().unwrap().is_empty(),
+        "the refused call reached the upstream"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_arguments_are_answered_before_policies_and_not_forwarded() {
+    let policies = format!(
+        "  modules:\n    allow: {{ path: {}, settings: {{ allow: ['*'] }} }}",
+        wasm("tool_allowlist").display()
+    );
+    let gw = bind(&policies, &upstream_route("crm", "[allow]").await)
+        .await
+        .unwrap();
+    let (_, _) = gw.call("crm", list(1), &[]).await;
+    let (status, v) = gw
+        .call(
+            "crm",
+            tool_call(2, "search_docs", json!({"query": ""})),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["result"]["isError"], true, "{v}");
+    assert!(
+        text(&v).contains("Invalid arguments for tool 'search_docs'")
+            && text(&v).contains("/query"),
+        "{v}"
+    );
+    let (_, v) = gw
+        .call("crm", tool_call(3, "search_docs", json!({})), &[])
+        .await;
+    assert!(
+        text(&v).contains("query"),
+        "missing required property named: {v}"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitor_mode_logs_but_allows() {
+    let policies = format!(
+        "  modules:\n    guard: {{ path: {}, mode: monitor, settings: {{ destructive: deny }} }}",
+        wasm("mutation_guard").display()
+    );
+    let gw = bind(&policies, &upstream_route("crm", "[guard]").await)
+        .await
+        .unwrap();
+    let (_, v) = gw
+        .call(
+            "crm",
+            tool_call(1, "delete_customer", json!({"id": "c-9"})),
+            &[],
+        )
+        .await;
+    assert_eq!(text(&v), "customer c-9 deleted", "{v}");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_policies_fail_closed_while_another_route_keeps_serving() {
+    let hostile = wasm("hostile_policy");
+    let modes = [
+        ("loop", "timed out"),
+        ("memory", "memory limit"),
+        ("panic", "panicked"),
+        ("oversized", "oversized"),
+    ];
+    // The oversized answer (1 MiB) fits the 16 MiB memory cap, so it is the size check that refuses it.
+    let mut policies = String::from("  modules:\n");
+    let mut routes = upstream_route("good", "[allow]").await;
+    policies.push_str(&format!(
+        "    allow: {{ path: {}, settings: {{ allow: ['*'] }} }}\n",
+        wasm("tool_allowlist").display()
+    ));
+    for (mode, _) in modes {
+        policies.push_str(&format!(
+            "    {mode}: {{ path: {}, settings: {{ mode: {mode}, oversized_bytes: 1048576 }}, limits: {{ memory_mb: 16, timeout_ms: 100 }} }}\n",
+            hostile.display()
+        ));
+        routes.push_str(&upstream_route(mode, &format!("[{mode}]")).await);
+    }
+    let gw = Arc::new(bind(&policies, &routes).await.unwrap());
+
+    // A steady stream of allowed calls on the good route, alongside the hostile ones.
+    let ok = Arc::new(AtomicUsize::new(0));
+    let stop_at = Instant::now() + Duration::from_secs(3);
+    let good = {
+        let (gw, ok) = (gw.clone(), ok.clone());
+        tokio::spawn(async move {
+            let mut worst = Duration::ZERO;
+            while Instant::now() < stop_at {
+                let t = Instant::now();
+                let (status, v) = gw
+                    .call(
+                        "good",
+                        tool_call(1, "search_docs", json!({"query": "q"})),
+                        &[],
+                    )
+                    .await;
+                assert_eq!(status, StatusCode::OK);
+                assert!(text(&v).contains("results"), "good route failed: {v}");
+                worst = worst.max(t.elapsed());
+                ok.fetch_add(1, Ordering::SeqCst);
+            }
+            worst
+        })
+    };
+    for round in 0..3 {
+        for (mode, expect) in modes {
+            let (status, v) = gw
+                .call(
+                    mode,
+                    tool_call(round, "search_docs", json!({"query": "q"})),
+                    &[],
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{mode}");
+            assert_eq!(v["result"]["isError"], true, "{mode}: {v}");
+            assert!(
+                text(&v).contains(&format!("Blocked by policy '{mode}'"))
+                    && text(&v).contains(expect),
+                "{mode}: {}",
+                text(&v)
+            );
+        }
+    }
+    let worst = good.await.unwrap();
+    assert!(
+        ok.load(Ordering::SeqCst) >= 10,
+        "the good route starved: {} calls",
+        ok.load(Ordering::SeqCst)
+    );
+    eprintln!(
+        "good route: {} calls, slowest {worst:?}",
+        ok.load(Ordering::SeqCst)
+    );
+    let failures = &mcp_gateway::telemetry::COUNTERS.policy_failures;
+    for kind in ["timeout", "out_of_memory", "panic", "oversized_output"] {
+        let i = mcp_gateway::telemetry::POLICY_FAILURE_KINDS
+            .iter()
+            .position(|k| *k == kind)
+            .unwrap();
+        assert!(
+            failures[i].load(Ordering::SeqCst) >= 3,
+            "{kind} not counted"
+        );
+    }
+    Arc::into_inner(gw).unwrap().stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn modules_that_must_not_serve_stop_the_start() {
+    let route = "  crm: { upstream: 'http://127.0.0.1:9', policies: [p] }\n";
+    let e = bind(
+        &format!(
+            "  modules:\n    p: {{ path: {} }}",
+            wasm("forbidden_import").display()
+        ),
+        route,
+    )
+    .await
+    .err()
+    .unwrap();
+    let msg = format!("{e:#}");
+    assert!(msg.contains("policy `p` imports `wasi:filesystem"), "{msg}");
+    let pin = "0".repeat(64);
+    let e = bind(
+        &format!(
+            "  modules:\n    p: {{ path: {}, sha256: '{pin}' }}",
+            wasm("tool_allowlist").display()
+        ),
+        route,
+    )
+    .await
+    .err()
+    .unwrap();
+    assert!(format!("{e:#}").contains("but the config pins"), "{e:#}");
+    let e = bind(
+        &format!(
+            "  modules:\n    p: {{ path: {}, settings: {{ alow: [x] }} }}",
+            wasm("tool_allowlist").display()
+        ),
+        route,
+    )
+    .await
+    .err()
+    .unwrap();
+    assert!(format!("{e:#}").contains("rejected its settings"), "{e:#}");
+    let e = bind("  modules:\n    p: { path: /nonexistent/p.wasm }", route)
+        .await
+        .err()
+        .unwrap();
+    assert!(format!("{e:#}").contains("/nonexistent/p.wasm"), "{e:#}");
+}

@@ -1,0 +1,165 @@
+//! Test fixture for the gateway's sandbox: a policy that misbehaves on purpose, as its settings choose.
+//! Never deploy it.
+//!
+//! ```json
+//! { "mode": "loop" | "memory" | "panic" | "oversized" | "allow" | "deny",
+//!   "hidden_tools_mode": "…same values…",   // optional, default "allow" (hide nothing)
+//!   "validate_mode": "…same values…",      // optional, default "allow" (settings accepted)
+//!   "oversized_bytes": 67108864 }           // optional: size of the `oversized` answers
+//! ```
+//!
+//! `mode` is what `evaluate` does:
+//! * `loop`: spins forever (the gateway's epoch deadline must interrupt it);
+//! * `memory`: allocates 256 MiB in 1 MiB chunks and writes every byte (the memory limit must trap it);
+//! * `panic`: `panic!`s (with `panic = "abort"` an `unreachable` trap);
+//! * `oversized`: denies with a reason of `oversized_bytes` bytes, default 64 MiB (the memory limit, or the
+//!   host's check of results, must stop it; set e.g. 1 MiB to get past a 16 MiB memory limit to the host);
+//! * `allow`: allows; `deny`: denies with the reason `hostile policy: deny mode`.
+//!
+//! `hidden_tools_mode` does the same in `hidden-tools` (`allow` hides nothing, `deny` hides every tool,
+//! `oversized` returns one oversized name), and `validate_mode` in `validate-settings` (`deny` or `oversized`
+//! reject the settings). The SDK re-validates before `evaluate` and `hidden-tools`, so a hostile
+//! `validate_mode` affects those too.
+
+use policy_sdk::{Context, Decision, Policy, Request, ToolInfo};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    Loop,
+    Memory,
+    Panic,
+    Oversized,
+    #[default]
+    Allow,
+    Deny,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub mode: Mode,
+    #[serde(default)]
+    pub hidden_tools_mode: Mode,
+    #[serde(default)]
+    pub validate_mode: Mode,
+    #[serde(default = "default_oversized_bytes")]
+    pub oversized_bytes: usize,
+}
+
+fn default_oversized_bytes() -> usize {
+    64 * MIB
+}
+
+const MIB: usize = 1 << 20;
+
+/// Does the harmful part of `mode`; returns only for the modes that answer.
+fn misbehave(mode: Mode, export: &str) {
+    match mode {
+        Mode::Loop => {
+            let mut spins = 0u64;
+            loop {
+                spins = std::hint::black_box(spins.wrapping_add(1));
+            }
+        }
+        Mode::Memory => {
+            let mut chunks: Vec<Vec<u8>> = Vec::new();
+            for i in 0..256 {
+                chunks.push(vec![(i % 251) as u8 + 1; MIB]);
+                std::hint::black_box(&chunks);
+            }
+            panic!("hostile policy: {export} allocated 256 MiB and was not stopped");
+        }
+        Mode::Panic => panic!("hostile policy: panic mode in {export}"),
+        Mode::Oversized | Mode::Allow | Mode::Deny => {}
+    }
+}
+
+fn oversized(s: &Settings) -> String {
+    "x".repeat(s.oversized_bytes)
+}
+
+pub struct Hostile;
+
+impl Policy for Hostile {
+    type Settings = Settings;
+
+    fn validate_settings(s: &Settings) -> Result<(), String> {
+        misbehave(s.validate_mode, "validate-settings");
+        match s.validate_mode {
+            Mode::Deny => Err("hostile policy: validate_mode deny".into()),
+            Mode::Oversized => Err(oversized(s)),
+            _ => Ok(()),
+        }
+    }
+
+    fn evaluate(s: &Settings, _request: &Request) -> Decision {
+        misbehave(s.mode, "evaluate");
+        match s.mode {
+            Mode::Oversized => Decision::deny(oversized(s)),
+            Mode::Deny => Decision::deny("hostile policy: deny mode"),
+            _ => Decision::allow(),
+        }
+    }
+
+    fn hidden_tools(s: &Settings, _context: &Context, tools: &[ToolInfo]) -> Vec<String> {
+        misbehave(s.hidden_tools_mode, "hidden-tools");
+        match s.hidden_tools_mode {
+            Mode::Oversized => vec![oversized(s)],
+            Mode::Deny => tools.iter().map(|t| t.name.clone()).collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+policy_sdk::export_policy!(Hostile);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use policy_sdk::run;
+    use serde_json::json;
+
+    // Only the harmless modes run natively; the others are exercised by the gateway's sandbox tests.
+
+    #[test]
+    fn allow_and_deny_modes_answer() {
+        let req = Request::new_tool_call("x", json!({}));
+        assert!(run::evaluate::<Hostile>(r#"{"mode": "allow"}"#, &req).is_allow());
+        assert_eq!(
+            run::evaluate::<Hostile>(r#"{"mode": "deny"}"#, &req),
+            Decision::deny("hostile policy: deny mode")
+        );
+        let tools = [ToolInfo::new("a")];
+        let hidden = run::hidden_tools::<Hostile>(
+            r#"{"mode": "loop", "hidden_tools_mode": "deny"}"#,
+            &Context::default(),
+            &tools,
+        );
+        assert_eq!(hidden, vec!["a"]);
+        let small = r#"{"mode": "oversized", "oversized_bytes": 1000}"#;
+        assert_eq!(
+            run::evaluate::<Hostile>(small, &req).reason().map(str::len),
+            Some(1000)
+        );
+    }
+
+    #[test]
+    fn every_mode_is_valid_settings() {
+        for mode in ["loop", "memory", "panic", "oversized", "allow", "deny"] {
+            let settings = format!(r#"{{"mode": "{mode}"}}"#);
+            assert_eq!(
+                run::validate_settings::<Hostile>(&settings),
+                Ok(()),
+                "{mode}"
+            );
+        }
+        assert!(
+            run::validate_settings::<Hostile>(r#"{"mode": "allow", "validate_mode": "deny"}"#)
+                .is_err()
+        );
+        assert!(run::validate_settings::<Hostile>(r#"{"mode": "explode"}"#).is_err());
+        assert!(run::validate_settings::<Hostile>("{}").is_err());
+    }
+}

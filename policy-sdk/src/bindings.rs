@@ -1,0 +1,167 @@
+//! The wit-bindgen guest bindings for `mcp:policy@0.1.0` (world `policy`), and [`Adapter`], which implements
+//! their `Guest` trait for any [`Policy`](crate::Policy) by converting the WIT types into the SDK's and
+//! calling [`crate::run`]. Compiled on wasm only; [`crate::export_policy!`] is the way in.
+//!
+//! Export names the component ends up with (the WIT's): `validate-settings`, `evaluate`, `hidden-tools`;
+//! import: `mcp:policy/log@0.1.0` (`log`).
+
+// The generated code is the canonical-ABI glue (raw pointers into linear memory, `export_name`d extern
+// functions, `link_section` statics) and cannot be written without `unsafe`. The workspace forbids unsafe
+// code; this crate only denies it so that this one module, and nothing else, can opt out.
+#![allow(unsafe_code)]
+
+wit_bindgen::generate!({
+    world: "policy",
+    path: "../wit",
+    // Let downstream policy crates export through `policy_sdk::export_policy!`: the export macro is
+    // `#[macro_export]`ed under a name that does not collide with anything a user writes, and finds the
+    // bindings here.
+    pub_export_macro: true,
+    export_macro_name: "__export_policy_world",
+    default_bindings_module: "::policy_sdk::bindings",
+});
+
+use crate as sdk;
+use core::marker::PhantomData;
+use mcp::policy::log as wit_log;
+use mcp::policy::types as wit;
+
+/// Implements the generated `Guest` trait for policy `P`. Named (through a type alias) by the expansion of
+/// `export_policy!`; not meant to be used directly.
+pub struct Adapter<P>(PhantomData<P>);
+
+impl<P: sdk::Policy> Guest for Adapter<P> {
+    fn validate_settings(settings: String) -> Result<(), String> {
+        sdk::run::validate_settings::<P>(&settings)
+    }
+
+    fn evaluate(settings: String, request: wit::Request) -> wit::Decision {
+        let decision = match convert_request(request) {
+            Ok(request) => sdk::run::evaluate::<P>(&settings, &request),
+            Err(e) => {
+                sdk::log::error(format!(
+                    "denying: the gateway sent a malformed request: {e}"
+                ));
+                sdk::Decision::deny(
+                    "refused: the policy could not read this request (see the gateway log)",
+                )
+            }
+        };
+        match decision {
+            sdk::Decision::Allow => wit::Decision::Allow,
+            sdk::Decision::Deny(reason) => wit::Decision::Deny(reason),
+            sdk::Decision::RequireApproval(reason) => wit::Decision::RequireApproval(reason),
+        }
+    }
+
+    fn hidden_tools(
+        settings: String,
+        context: wit::RequestContext,
+        tools: Vec<wit::ToolInfo>,
+    ) -> Vec<String> {
+        let all: Vec<String> = tools.iter().map(|t| t.name.clone()).collect();
+        let converted = convert_context(context).and_then(|ctx| {
+            Ok((
+                ctx,
+                tools
+                    .into_iter()
+                    .map(convert_tool)
+                    .collect::<Result<Vec<_>, _>>()?,
+            ))
+        });
+        match converted {
+            Ok((ctx, tools)) => sdk::run::hidden_tools::<P>(&settings, &ctx, &tools),
+            Err(e) => {
+                sdk::log::error(format!(
+                    "hiding every tool: the gateway sent a malformed tool list: {e}"
+                ));
+                all
+            }
+        }
+    }
+}
+
+/// The host's `log` import, for [`crate::log`].
+pub(crate) fn log(level: sdk::log::Level, message: &str) {
+    let level = match level {
+        sdk::log::Level::Debug => wit_log::Level::Debug,
+        sdk::log::Level::Info => wit_log::Level::Info,
+        sdk::log::Level::Warn => wit_log::Level::Warn,
+        sdk::log::Level::Error => wit_log::Level::Error,
+    };
+    wit_log::log(level, message);
+}
+
+fn json(field: &str, text: &str) -> Result<serde_json::Value, String> {
+    serde_json::from_str(text).map_err(|e| format!("`{field}` is not JSON: {e}"))
+}
+
+fn convert_request(r: wit::Request) -> Result<sdk::Request, String> {
+    Ok(sdk::Request {
+        context: convert_context(r.context)?,
+        message: convert_message(r.message)?,
+    })
+}
+
+fn convert_context(c: wit::RequestContext) -> Result<sdk::Context, String> {
+    let principal = match c.principal {
+        Some(p) => Some(sdk::Principal {
+            subject: p.subject,
+            claims: json("principal.claims", &p.claims)?,
+        }),
+        None => None,
+    };
+    Ok(sdk::Context {
+        route: c.route,
+        host: c.host,
+        client_address: c.client_address,
+        principal,
+        session_id: c.session_id,
+        protocol_version: c.protocol_version,
+        request_id: c.request_id,
+    })
+}
+
+fn convert_message(m: wit::Message) -> Result<sdk::Message, String> {
+    let operation = match m.operation {
+        wit::Operation::ToolCall(call) => sdk::Operation::ToolCall(sdk::ToolCall {
+            arguments: json("tool-call.arguments", &call.arguments)?,
+            name: call.name,
+            tool: call.tool.map(convert_tool).transpose()?,
+        }),
+        wit::Operation::ResourceRead(uri) => sdk::Operation::ResourceRead { uri },
+        wit::Operation::PromptGet(get) => sdk::Operation::PromptGet(sdk::PromptGet {
+            arguments: json("prompt-get.arguments", &get.arguments)?,
+            name: get.name,
+        }),
+        wit::Operation::Other => sdk::Operation::Other,
+    };
+    Ok(sdk::Message {
+        direction: match m.direction {
+            wit::Direction::ClientToServer => sdk::Direction::ClientToServer,
+            wit::Direction::ServerToClient => sdk::Direction::ServerToClient,
+        },
+        method: m.method,
+        id: m.id.map(|id| json("message.id", &id)).transpose()?,
+        params: json("message.params", &m.params)?,
+        operation,
+    })
+}
+
+fn convert_tool(t: wit::ToolInfo) -> Result<sdk::ToolInfo, String> {
+    Ok(sdk::ToolInfo {
+        input_schema: t
+            .input_schema
+            .map(|s| json("tool-info.input-schema", &s))
+            .transpose()?,
+        name: t.name,
+        title: t.title,
+        description: t.description,
+        annotations: sdk::Annotations {
+            read_only: t.annotations.read_only,
+            destructive: t.annotations.destructive,
+            idempotent: t.annotations.idempotent,
+            open_world: t.annotations.open_world,
+        },
+    })
+}

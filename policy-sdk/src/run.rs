@@ -1,0 +1,187 @@
+//! What the exported component functions do with a [`Policy`], as plain functions taking the settings as
+//! the JSON text the gateway passes. The wasm exports call exactly these, so a native test of them tests
+//! the component's behaviour, including the fail-closed paths.
+//!
+//! Every call parses the settings and runs [`Policy::validate_settings`] again before using them: the gateway
+//! validates once at load, but a policy's `evaluate` should never see settings its own validation rejects,
+//! whoever the host is. When that fails:
+//!
+//! * [`validate_settings`] returns the error (the gateway refuses to load the policy with it);
+//! * [`evaluate`] **denies** with a generic reason (the detail goes to the gateway log, not to the agent);
+//! * [`hidden_tools`] **hides every tool**.
+//!
+//! An absent settings document (empty text, or `null`) is read as `{}` when the settings type cannot be
+//! built from `null`, so a policy whose settings all have defaults needs no `settings:` in the config.
+
+use crate::{Context, Decision, Policy, Request, ToolInfo, log};
+
+/// Parses the settings JSON into `P::Settings` without validating them. The error names what is wrong
+/// (serde's message, with line and column).
+pub fn parse_settings<P: Policy>(settings: &str) -> Result<P::Settings, String> {
+    let trimmed = settings.trim();
+    let text = if trimmed.is_empty() { "null" } else { trimmed };
+    match serde_json::from_str::<P::Settings>(text) {
+        Ok(parsed) => Ok(parsed),
+        Err(first) if text == "null" => serde_json::from_str::<P::Settings>("{}")
+            .map_err(|_| format!("invalid settings: {first}")),
+        Err(e) => Err(format!("invalid settings: {e}")),
+    }
+}
+
+/// Parses and validates the settings: the component's `validate-settings` export.
+pub fn validate_settings<P: Policy>(settings: &str) -> Result<(), String> {
+    let parsed = parse_settings::<P>(settings)?;
+    P::validate_settings(&parsed)
+}
+
+/// Parses and validates the settings, then evaluates: the component's `evaluate` export. Invalid settings
+/// deny.
+pub fn evaluate<P: Policy>(settings: &str, request: &Request) -> Decision {
+    match checked::<P>(settings) {
+        Ok(parsed) => P::evaluate(&parsed, request),
+        Err(e) => {
+            log::error(format!("denying: {e}"));
+            Decision::deny(SETTINGS_DENY_REASON)
+        }
+    }
+}
+
+/// Parses and validates the settings, then asks which tools to hide: the component's `hidden-tools`
+/// export. Invalid settings hide every tool.
+pub fn hidden_tools<P: Policy>(
+    settings: &str,
+    context: &Context,
+    tools: &[ToolInfo],
+) -> Vec<String> {
+    match checked::<P>(settings) {
+        Ok(parsed) => P::hidden_tools(&parsed, context, tools),
+        Err(e) => {
+            log::error(format!("hiding every tool: {e}"));
+            tools.iter().map(|t| t.name.clone()).collect()
+        }
+    }
+}
+
+/// The reason given to the agent when a policy's settings are invalid at evaluation time.
+pub const SETTINGS_DENY_REASON: &str = "refused: this route's policy is misconfigured (its settings are invalid; the gateway log has the detail)";
+
+fn checked<P: Policy>(settings: &str) -> Result<P::Settings, String> {
+    let parsed = parse_settings::<P>(settings)?;
+    P::validate_settings(&parsed)?;
+    Ok(parsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+    use serde_json::json;
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Strict {
+        limit: u32,
+    }
+
+    struct StrictPolicy;
+
+    impl Policy for StrictPolicy {
+        type Settings = Strict;
+
+        fn validate_settings(s: &Strict) -> Result<(), String> {
+            if s.limit == 0 {
+                Err("`limit` must be at least 1".into())
+            } else {
+                Ok(())
+            }
+        }
+
+        fn evaluate(_: &Strict, _: &Request) -> Decision {
+            Decision::allow()
+        }
+
+        fn hidden_tools(_: &Strict, _: &Context, _: &[ToolInfo]) -> Vec<String> {
+            vec!["only_this".into()]
+        }
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(default)]
+    struct Defaults {
+        flag: bool,
+    }
+
+    struct DefaultsPolicy;
+
+    impl Policy for DefaultsPolicy {
+        type Settings = Defaults;
+
+        fn evaluate(s: &Defaults, _: &Request) -> Decision {
+            if s.flag {
+                Decision::deny("flag")
+            } else {
+                Decision::allow()
+            }
+        }
+    }
+
+    fn tools() -> Vec<ToolInfo> {
+        vec![ToolInfo::new("a"), ToolInfo::new("b")]
+    }
+
+    #[test]
+    fn valid_settings_pass_through() {
+        assert_eq!(validate_settings::<StrictPolicy>(r#"{"limit": 3}"#), Ok(()));
+        let req = Request::new_tool_call("x", json!({}));
+        assert_eq!(
+            evaluate::<StrictPolicy>(r#"{"limit": 3}"#, &req),
+            Decision::allow()
+        );
+        let hidden = hidden_tools::<StrictPolicy>(r#"{"limit": 3}"#, &Context::default(), &tools());
+        assert_eq!(hidden, vec!["only_this"]);
+    }
+
+    #[test]
+    fn parse_errors_say_what_is_wrong() {
+        let err = validate_settings::<StrictPolicy>(r#"{"limt": 3}"#).unwrap_err();
+        assert!(
+            err.starts_with("invalid settings: unknown field `limt`"),
+            "{err}"
+        );
+        let err = validate_settings::<StrictPolicy>("{").unwrap_err();
+        assert!(err.starts_with("invalid settings: EOF"), "{err}");
+        let err = validate_settings::<StrictPolicy>("").unwrap_err();
+        assert!(err.contains("invalid type: null"), "{err}");
+    }
+
+    #[test]
+    fn validation_errors_are_returned_verbatim() {
+        let err = validate_settings::<StrictPolicy>(r#"{"limit": 0}"#).unwrap_err();
+        assert_eq!(err, "`limit` must be at least 1");
+    }
+
+    #[test]
+    fn evaluate_with_invalid_settings_denies() {
+        let req = Request::new_tool_call("x", json!({}));
+        for bad in [r#"{"limit": 0}"#, "not json", ""] {
+            let d = evaluate::<StrictPolicy>(bad, &req);
+            assert_eq!(d, Decision::deny(SETTINGS_DENY_REASON), "settings {bad:?}");
+        }
+    }
+
+    #[test]
+    fn hidden_tools_with_invalid_settings_hides_everything() {
+        let hidden = hidden_tools::<StrictPolicy>(r#"{"limit": 0}"#, &Context::default(), &tools());
+        assert_eq!(hidden, vec!["a", "b"]);
+    }
+
+    #[test]
+    fn absent_settings_read_as_empty_object() {
+        assert_eq!(validate_settings::<DefaultsPolicy>(""), Ok(()));
+        assert_eq!(validate_settings::<DefaultsPolicy>("null"), Ok(()));
+        let req = Request::new_tool_call("x", json!({}));
+        assert!(evaluate::<DefaultsPolicy>("null", &req).is_allow());
+        assert!(evaluate::<DefaultsPolicy>(r#"{"flag": true}"#, &req).is_deny());
+        assert!(hidden_tools::<DefaultsPolicy>("{}", &Context::default(), &tools()).is_empty());
+    }
+}
