@@ -1,13 +1,15 @@
-//! `mcp-gateway demo`: the gateway's main job on embedded defaults, with nothing but this binary.
+//! `mcp-gateway demo`: the gateway's main job on embedded defaults, with nothing but this repository.
 //!
 //! It issues a throwaway CA and certificate, starts the sample MCP server, starts the gateway in front of it
-//! (through the same config loader a deployment uses), drives calls of both protocol eras through it over
-//! real TLS, and prints what happened. Later stages (policies, approvals, audit) extend the same script.
+//! (through the same config loader a deployment uses) with the stock policies, drives calls of both protocol
+//! eras through it over real TLS, and prints what happened: allowed, denied, held for approval, hidden,
+//! invalid, and refused before any policy ran. Later stages (approvals, audit) extend the same script.
 
 pub mod client;
 pub mod upstream;
 
-use std::path::Path;
+use std::cell::Cell;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -20,17 +22,36 @@ use client::{PinnedClient, post};
 const TUNNEL_DOMAIN: &str = "tunnel.demo.test";
 const HOST: &str = "crm.tunnel.demo.test";
 
+/// Where the stock policy components are: `$MCP_POLICY_DIR`, else the workspace's build output.
+fn policy_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::var_os("MCP_POLICY_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/policy")
+        });
+    for name in ["tool_allowlist", "mutation_guard", "argument_rules"] {
+        let p = dir.join(format!("{name}.wasm"));
+        anyhow::ensure!(
+            p.exists(),
+            "the stock policy {} is not built: run `bash policies/build.sh` (or set MCP_POLICY_DIR)",
+            p.display()
+        );
+    }
+    Ok(dir)
+}
+
 pub async fn run() -> anyhow::Result<()> {
+    let policies = policy_dir()?;
     let dir = std::env::temp_dir().join(format!(
         "mcp-gateway-demo-{}",
         uuid::Uuid::new_v4().simple()
     ));
-    let result = run_in(&dir).await;
+    let result = run_in(&dir, &policies).await;
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
 
-async fn run_in(dir: &Path) -> anyhow::Result<()> {
+async fn run_in(dir: &Path, policies: &Path) -> anyhow::Result<()> {
     println!(
         "mcp-gateway demo — everything below runs on 127.0.0.1 and is thrown away at the end\n"
     );
@@ -47,32 +68,63 @@ async fn run_in(dir: &Path) -> anyhow::Result<()> {
         upstream::tool_names().join(", ")
     );
 
+    let p = policies.display();
     let yaml = format!(
-        "listen_addr: 127.0.0.1:0\nlog_level: warn\nshutdown_timeout: 2s\ntunnel_domain: {TUNNEL_DOMAIN}\n\
-         tls:\n  cert_file: {d}/tls.crt\n  key_file: {d}/tls.key\nroutes:\n  crm: http://{up_addr}\n\
-         upstream:\n  allowed_ips: [127.0.0.0/8]\n",
+        r#"listen_addr: 127.0.0.1:0
+log_level: warn
+shutdown_timeout: 2s
+tunnel_domain: {TUNNEL_DOMAIN}
+tls:
+  cert_file: {d}/tls.crt
+  key_file: {d}/tls.key
+upstream:
+  allowed_ips: [127.0.0.0/8]
+policies:
+  cache_dir: {d}/policy-cache
+  modules:
+    allowlist:
+      path: {p}/tool_allowlist.wasm
+      settings: {{ allow: ["search_*", "get_*", "delete_*", "export_*"] }}
+    guard:
+      path: {p}/mutation_guard.wasm
+      settings: {{ deny: ["drop_*"], require_approval: ["delete_*"] }}
+    arguments:
+      path: {p}/argument_rules.wasm
+      settings:
+        rules:
+          - {{ tool: "search_*", argument: /query, not_matches: "(?i)\\b(password|secret)s?\\b", action: deny,
+               reason: "searching for credentials is not allowed" }}
+  default: [allowlist, guard, arguments]
+routes:
+  crm: http://{up_addr}
+"#,
         d = dir.display()
     );
     std::fs::write(dir.join("config.yaml"), &yaml)?;
     let config = crate::config::load(&dir.join("config.yaml"))?;
     crate::telemetry::init(&config.log);
+    let started = Instant::now();
     let server = crate::server::Server::bind(config).await?;
     let gw_addr = server.local_addr();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let gateway = tokio::spawn(server.run(async {
         let _ = stop_rx.await;
     }));
-    println!("  • gateway on https://{gw_addr} — route crm.{TUNNEL_DOMAIN} → http://{up_addr}\n");
+    println!(
+        "  • gateway on https://{gw_addr} — route crm.{TUNNEL_DOMAIN} → http://{up_addr}, \
+         policies allowlist → guard → arguments (loaded in {} ms)\n",
+        started.elapsed().as_millis()
+    );
 
     let ca = std::fs::read(dir.join("ca.crt"))?;
     let crm = PinnedClient::new(gw_addr, HOST, &ca)?;
-    let n = std::cell::Cell::new(0);
+    let n = Cell::new(0);
     let step = |what: &str| {
         n.set(n.get() + 1);
-        format!("{:>2}. {what:<52}", n.get())
+        format!("{:>2}. {what:<50}", n.get())
     };
 
-    // Legacy era: initialize, then calls on the session.
+    println!("Legacy era (2025-11-25, a session):");
     let init = rpc(
         1,
         "initialize",
@@ -86,7 +138,7 @@ async fn run_in(dir: &Path) -> anyhow::Result<()> {
         .to_owned();
     println!(
         "{} {status} session {session}, server {}",
-        step("initialize (legacy 2025-11-25)"),
+        step("initialize"),
         body["result"]["serverInfo"]["name"]
     );
     let s = [
@@ -108,46 +160,79 @@ async fn run_in(dir: &Path) -> anyhow::Result<()> {
         .filter_map(|t| t["name"].as_str())
         .collect();
     println!(
-        "{} {status} {} tools: {}",
+        "{} {status} {} of {} tools visible: {}",
         step("tools/list"),
         names.len(),
+        upstream::tool_names().len(),
         names.join(", ")
     );
-    let (status, _, body) = call(
+    let (_, _, body) = call(
         &crm,
         &tool_call(3, "search_docs", json!({"query": "refund policy"})),
         &s,
     )
     .await?;
     println!(
-        "{} {status} {}",
-        step("tools/call search_docs"),
+        "{} ALLOWED   {}",
+        step("tools/call search_docs \"refund policy\""),
         text(&body)
     );
-    let (status, _, body) = call(
+    let (_, _, body) = call(
         &crm,
-        &tool_call(4, "delete_customer", json!({"id": "c-42"})),
+        &tool_call(4, "search_docs", json!({"query": "admin passwords"})),
         &s,
     )
     .await?;
     println!(
-        "{} {status} {}  ← forwarded: no policies configured yet",
+        "{} DENIED    {}",
+        step("tools/call search_docs \"admin passwords\""),
+        text(&body)
+    );
+    let (_, _, body) = call(
+        &crm,
+        &tool_call(5, "delete_customer", json!({"id": "c-42"})),
+        &s,
+    )
+    .await?;
+    println!(
+        "{} APPROVAL  {}",
         step("tools/call delete_customer"),
+        text(&body)
+    );
+    let (_, _, body) = call(
+        &crm,
+        &tool_call(6, "admin_reset_database", json!({"confirm": true})),
+        &s,
+    )
+    .await?;
+    println!(
+        "{} HIDDEN    {}",
+        step("tools/call admin_reset_database"),
+        err(&body)
+    );
+    let (_, _, body) = call(
+        &crm,
+        &tool_call(7, "get_customer", json!({"customer": "c-7"})),
+        &s,
+    )
+    .await?;
+    println!(
+        "{} INVALID   {}",
+        step("tools/call get_customer {customer: …}"),
         text(&body)
     );
 
     // Progress over SSE, printed as the events arrive.
     let req = rpc(
-        5,
+        8,
         "tools/call",
         json!({"name": "export_report", "arguments": {"steps": 3}, "_meta": {"progressToken": "p1"}}),
     );
-    let started = Instant::now();
+    let t0 = Instant::now();
     let resp = crm.send(post(HOST, "/mcp", req, &s)).await?;
     println!(
-        "{} {} {}",
-        step("tools/call export_report (SSE progress)"),
-        resp.status(),
+        "{} ALLOWED   streamed ({})",
+        step("tools/call export_report, SSE progress"),
         resp.headers()
             .get("content-type")
             .and_then(|v| v.to_str().ok())
@@ -168,44 +253,55 @@ async fn run_in(dir: &Path) -> anyhow::Result<()> {
                     ),
                     None => format!("result: {}", text(&v)),
                 };
-                println!("      +{:>4} ms  {what}", started.elapsed().as_millis());
+                println!("        +{:>4} ms  {what}", t0.elapsed().as_millis());
             }
         }
     }
 
-    // Modern era: stateless, routing headers must match the body.
+    println!("\nModern era (2026-07-28, stateless, routing headers):");
     let modern = [
         ("mcp-protocol-version", "2026-07-28"),
         ("mcp-method", "tools/call"),
         ("mcp-name", "get_customer"),
     ];
-    let (status, _, body) = call(
+    let (_, _, body) = call(
         &crm,
-        &tool_call(6, "get_customer", json!({"id": "c-7"})),
+        &tool_call(9, "get_customer", json!({"id": "c-7"})),
         &modern,
     )
     .await?;
     println!(
-        "{} {status} {}",
-        step("modern tools/call get_customer"),
+        "{} ALLOWED   {}",
+        step("tools/call get_customer"),
         text(&body)
     );
+    let modern_list = [
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/list"),
+    ];
+    let (_, _, body) = call(&crm, &rpc(10, "tools/list", json!({})), &modern_list).await?;
+    println!(
+        "{} {} tools, cacheScope {}",
+        step("tools/list"),
+        body["result"]["tools"].as_array().map_or(0, |t| t.len()),
+        body["result"]["cacheScope"]
+    );
 
-    // What the gateway refuses before anything reaches the upstream.
+    println!("\nRefused before any policy runs (never reach the upstream):");
     let before = seen.requests.load(Ordering::Relaxed);
-    let first_refusal = n.get() + 1;
+    let first = n.get() + 1;
     let (status, _, body) = call(
         &crm,
-        &tool_call(7, "delete_customer", json!({"id": "c-1"})),
+        &tool_call(11, "delete_customer", json!({"id": "c-1"})),
         &modern,
     )
     .await?;
     println!(
         "{} {status} {}",
-        step("modern call, Mcp-Name says get_customer, body deletes"),
+        step("Mcp-Name says get_customer, body deletes"),
         err(&body)
     );
-    let dup = r#"{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"search_docs","name":"delete_customer","arguments":{"id":"c-1"}}}"#;
+    let dup = r#"{"jsonrpc":"2.0","id":12,"method":"tools/call","params":{"name":"search_docs","name":"delete_customer","arguments":{"id":"c-1"}}}"#;
     let (status, _, body) = call(&crm, dup, &s).await?;
     println!(
         "{} {status} {}",
@@ -215,39 +311,41 @@ async fn run_in(dir: &Path) -> anyhow::Result<()> {
     let (status, _, body) = call(&crm, "{\"jsonrpc\":\"2.0\",", &s).await?;
     println!("{} {status} {}", step("truncated JSON"), err(&body));
     let other = PinnedClient::new(gw_addr, "hr.tunnel.demo.test", &ca)?;
-    let resp = other
-        .send(post(
+    let (status, body) = raw(
+        &other,
+        post(
             "hr.tunnel.demo.test",
             "/mcp",
-            rpc(9, "tools/list", json!({})),
+            rpc(13, "tools/list", json!({})),
             &[],
-        ))
-        .await?;
-    let status = resp.status();
-    let body: Value = serde_json::from_slice(&resp.into_body().collect().await?.to_bytes())?;
+        ),
+    )
+    .await?;
     println!(
         "{} {status} {}",
         step("unknown host hr.tunnel.demo.test"),
         err(&body)
     );
-    let resp = other
-        .send(post(HOST, "/mcp", rpc(10, "tools/list", json!({})), &[]))
-        .await?;
-    let status = resp.status();
-    let body: Value = serde_json::from_slice(&resp.into_body().collect().await?.to_bytes())?;
+    let (status, body) = raw(
+        &other,
+        post(HOST, "/mcp", rpc(14, "tools/list", json!({})), &[]),
+    )
+    .await?;
     println!(
         "{} {status} {}",
         step("SNI hr…, Host crm… (domain fronting)"),
         err(&body)
     );
-    let after = seen.requests.load(Ordering::Relaxed);
-    let refusals = n.get() + 1 - first_refusal;
+    let refused = n.get() + 1 - first;
+    let reached = seen.requests.load(Ordering::Relaxed) - before;
 
+    let calls = seen.tool_calls.lock().expect("stats").clone();
     println!(
-        "\nupstream received {} requests, {} with an X-Gateway-Request-Id; of the last {refusals} requests (all refused) {} reached it.",
+        "\nThe upstream received {} requests ({} with an X-Gateway-Request-Id); the tool calls it executed: {}.\n\
+         Of the last {refused} requests, {reached} reached it.",
         seen.requests.load(Ordering::Relaxed),
         seen.with_request_id.load(Ordering::Relaxed),
-        after - before
+        calls.join(", ")
     );
     let _ = stop_tx.send(());
     gateway.await.context("gateway task")??;
@@ -278,6 +376,18 @@ async fn call(
             .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()))
     };
     Ok((parts.status, parts.headers, v))
+}
+
+async fn raw(
+    c: &PinnedClient,
+    req: http::Request<http_body_util::Full<bytes::Bytes>>,
+) -> anyhow::Result<(http::StatusCode, Value)> {
+    let resp = c.send(req).await?;
+    let status = resp.status();
+    Ok((
+        status,
+        serde_json::from_slice(&resp.into_body().collect().await?.to_bytes())?,
+    ))
 }
 
 fn text(v: &Value) -> String {

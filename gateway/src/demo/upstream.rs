@@ -73,6 +73,9 @@ fn tools() -> Value {
         {"name": "delete_customer", "description": "Permanently delete a customer and their data.",
          "inputSchema": {"type": "object", "properties": {"id": {"type": "string"}}, "required": ["id"]},
          "annotations": {"readOnlyHint": false, "destructiveHint": true, "idempotentHint": true, "openWorldHint": false}},
+        {"name": "admin_reset_database", "description": "Drop and recreate every table. Operators only.",
+         "inputSchema": {"type": "object", "properties": {"confirm": {"type": "boolean"}}},
+         "annotations": {"destructiveHint": true}},
         {"name": "export_report", "description": "Build a report, reporting progress as it goes.",
          "inputSchema": {"type": "object", "properties": {"steps": {"type": "integer", "minimum": 1, "maximum": 20}}},
          "annotations": {"readOnlyHint": true}}
@@ -202,6 +205,7 @@ fn call_tool(name: &str, args: &Value) -> Value {
         }
         "delete_customer" => text(format!("customer {} deleted", arg("id"))),
         "export_report" => text("report ready: 3 sections".into()),
+        "admin_reset_database" => text("database reset".into()),
         other => {
             json!({"content": [{"type": "text", "text": format!("Unknown tool: {other}")}], "isError": true})
         }
