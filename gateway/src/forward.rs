@@ -263,6 +263,47 @@ impl UpstreamClient {
         Ok(tools)
     }
 
+    /// Posts a JSON-RPC message to the upstream on the client's session (its session id, protocol version and
+    /// credentials), as the client would; for answers the gateway gives on the client's behalf.
+    pub async fn post_message(
+        &self,
+        addrs: &GatedAddrs,
+        client: &HeaderMap,
+        path: &str,
+        body: String,
+    ) -> Result<http::StatusCode, FetchError> {
+        let addr = *addrs.addrs().first().expect("GatedAddrs is never empty");
+        let mut req = Request::builder()
+            .method(http::Method::POST)
+            .uri(self.uri(addr, path)?)
+            .body(Full::new(Bytes::from(body)))?;
+        let h = req.headers_mut();
+        for name in [
+            "mcp-session-id",
+            "mcp-protocol-version",
+            "authorization",
+            REQUEST_ID_HEADER,
+        ] {
+            if let Some(v) = client.get(name) {
+                h.insert(HeaderName::from_static(name), v.clone());
+            }
+        }
+        h.insert(header::HOST, self.host_header.clone());
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        h.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("application/json, text/event-stream"),
+        );
+        let resp = tokio::time::timeout(self.response_timeout, self.client.request(req))
+            .await
+            .map_err(|_| FetchError::Upstream("timed out".into()))?
+            .map_err(|e| FetchError::Upstream(e.to_string()))?;
+        Ok(resp.status())
+    }
+
     fn uri(&self, addr: SocketAddr, path: &str) -> Result<Uri, http::Error> {
         Uri::builder()
             .scheme(self.upstream.scheme.as_str())

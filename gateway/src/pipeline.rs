@@ -16,7 +16,7 @@ use crate::arguments;
 use crate::catalogue::Catalogue;
 use crate::config::{Config, Limits, UpstreamUrl};
 use crate::ctx::{ConnInfo, REQUEST_ID_HEADER, RequestCtx};
-use crate::filter::tools_list::ListFilter;
+use crate::filter::ListFilter;
 use crate::forward::{self, UpstreamClient};
 use crate::mcp;
 use crate::policy;
@@ -31,7 +31,7 @@ use crate::upstream_gate::{self, Resolve, UpstreamGate};
 pub struct Route {
     pub key: String,
     pub upstream: UpstreamUrl,
-    pub client: UpstreamClient,
+    pub client: Arc<UpstreamClient>,
     pub policy: PolicyChain,
     /// What the upstream's `tools/list` said about each tool.
     pub catalogue: Arc<Catalogue>,
@@ -69,7 +69,11 @@ impl Gateway {
             .map(|r| Route {
                 key: r.key.clone(),
                 upstream: r.upstream.clone(),
-                client: UpstreamClient::new(&r.upstream, tls.clone(), &config.limits),
+                client: Arc::new(UpstreamClient::new(
+                    &r.upstream,
+                    tls.clone(),
+                    &config.limits,
+                )),
                 policy: policies.chain_for(r),
                 catalogue: Arc::new(Catalogue::default()),
                 validate_arguments: r.validate_arguments,
@@ -173,21 +177,35 @@ async fn run(
         "allow"
     });
 
-    // Forward, streaming the answer back; `tools/list` answers are filtered on the way.
-    let list = (route.policy.is_configured()
-        && permitted.inbound().single_request_method() == Some("tools/list"))
-    .then(|| ListFilter {
-        chain: route.policy.clone(),
-        catalogue: route.catalogue.clone(),
-        context: crate::policy::view::context(ctx),
-        modern: permitted.inbound().is_modern(),
-    });
+    // Forward, streaming the answer back. On policed routes, `tools/list` answers are filtered and requests
+    // the server makes of the client on SSE streams are decided, both on the way.
+    let policed = route.policy.is_configured();
+    let list =
+        (policed && permitted.inbound().single_request_method() == Some("tools/list")).then(|| {
+            ListFilter {
+                chain: route.policy.clone(),
+                catalogue: route.catalogue.clone(),
+                context: crate::policy::view::context(ctx),
+                modern: permitted.inbound().is_modern(),
+            }
+        });
+    let mut client_headers = parts.headers.clone();
+    client_headers.insert(HeaderName::from_static(REQUEST_ID_HEADER), ctx.id.clone());
+    let path = parts.uri.path().to_owned();
     let resp = route.client.send(ctx, &addrs, permitted, parts).await?;
     ctx.upstream_status = Some(resp.status().as_u16());
-    match list {
-        Some(f) => Ok(crate::filter::tools_list::apply(resp, f).await?),
-        None => Ok(resp.map(|b| b.boxed())),
+    if !policed || (list.is_none() && !crate::filter::is_sse(&resp)) {
+        return Ok(resp.map(|b| b.boxed()));
     }
+    let police = crate::filter::server_requests::Police {
+        chain: route.policy.clone(),
+        context: crate::policy::view::context(ctx),
+        client: route.client.clone(),
+        addrs,
+        headers: client_headers,
+        path,
+    };
+    Ok(crate::filter::apply(resp, crate::filter::ResponseFilter { list, police }).await?)
 }
 
 /// A `tools/call` naming a tool the catalogue has not seen: fetch the upstream's list first, so policies see

@@ -31,7 +31,7 @@ pub enum GatewayError {
     #[error(transparent)]
     Forward(#[from] ForwardError),
     #[error(transparent)]
-    Filter(#[from] crate::filter::tools_list::FilterError),
+    Filter(#[from] crate::filter::FilterError),
 }
 
 /// JSON-RPC codes for gateway transport errors (implementation-defined server-error range).

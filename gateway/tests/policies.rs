@@ -527,3 +527,93 @@ async fn modules_that_must_not_serve_stop_the_start() {
         .unwrap();
     assert!(format!("{e:#}").contains("/nonexistent/p.wasm"), "{e:#}");
 }
+
+/// Reads an SSE response until the JSON-RPC response with `id` arrives; returns every event's data.
+async fn sse_until_result(
+    resp: http::Response<hyper::body::Incoming>,
+    on_request: impl Fn(&Value),
+) -> Vec<Value> {
+    let mut body = resp.into_body();
+    let mut events = Vec::new();
+    let mut buf = String::new();
+    while let Some(frame) = tokio::time::timeout(Duration::from_secs(10), body.frame())
+        .await
+        .unwrap()
+    {
+        if let Some(d) = frame.unwrap().data_ref() {
+            buf.push_str(&String::from_utf8_lossy(d));
+            while let Some(end) = buf.find("\n\n") {
+                let event: String = buf.drain(..end + 2).collect();
+                if let Some(data) = event.lines().find_map(|l| l.strip_prefix("data: ")) {
+                    let v: Value = serde_json::from_str(data).unwrap();
+                    if v.get("method").is_some() {
+                        on_request(&v);
+                    }
+                    events.push(v);
+                }
+            }
+        }
+    }
+    events
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_to_client_requests_are_policed_on_sse_streams() {
+    let policies = format!(
+        "  modules:\n    noask: {{ path: {}, settings: {{ mode: deny_server_requests }} }}\n    open: {{ path: {}, settings: {{ mode: allow }} }}",
+        wasm("hostile_policy").display(),
+        wasm("hostile_policy").display()
+    );
+    let routes = format!(
+        "{}{}",
+        upstream_route("crm", "[noask]").await,
+        upstream_route("hr", "[open]").await
+    );
+    let gw = Arc::new(bind(&policies, &routes).await.unwrap());
+    let call = tool_call(1, "ask_confirmation", json!({})).to_string();
+
+    // Refused: the client never sees the elicitation; the server gets the gateway's error answer instead.
+    let resp = gw
+        .client("crm")
+        .send(post(&format!("crm.{TD}"), "/mcp", call.clone(), &[]))
+        .await
+        .unwrap();
+    let events = sse_until_result(resp, |_| {
+        panic!("a refused server request reached the client")
+    })
+    .await;
+    let last = events.last().unwrap();
+    let t = text(last);
+    assert!(
+        t.starts_with("answered: ")
+            && t.contains("-31001")
+            && t.contains("server-to-client `elicitation/create` is not allowed"),
+        "{t}"
+    );
+
+    // Allowed: the client sees it, answers it, and the server gets the client's answer.
+    let resp = gw
+        .client("hr")
+        .send(post(&format!("hr.{TD}"), "/mcp", call, &[]))
+        .await
+        .unwrap();
+    let (ask_tx, mut ask_rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    let answering = {
+        let gw = gw.clone();
+        tokio::spawn(async move {
+            let ask = ask_rx.recv().await.unwrap();
+            let answer = json!({"jsonrpc": "2.0", "id": ask["id"], "result": {"action": "accept", "content": {"ok": true}}});
+            let (status, _) = gw.call("hr", answer, &[]).await;
+            assert_eq!(status, StatusCode::ACCEPTED);
+        })
+    };
+    let events = sse_until_result(resp, move |v| {
+        assert_eq!(v["method"], "elicitation/create");
+        ask_tx.send(v.clone()).unwrap();
+    })
+    .await;
+    answering.await.unwrap();
+    let t = text(events.last().unwrap());
+    assert!(t.contains("\"accept\"") && t.contains("\"ok\":true"), "{t}");
+    Arc::into_inner(gw).unwrap().stop().await;
+}

@@ -179,7 +179,7 @@ async fn http1_and_http2_reach_the_upstream_with_request_ids() {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body["result"]["tools"].as_array().unwrap().len(), 5);
+    assert_eq!(body["result"]["tools"].as_array().unwrap().len(), 6);
     assert_eq!(headers["x-gateway-request-id"].len(), 36);
 
     let h2 = PinnedClient::with_alpn(gw.addr, &format!("crm.{TD}"), &gw.ca(), b"h2").unwrap();
@@ -766,7 +766,7 @@ async fn https_upstream_is_verified_against_upstream_tls_ca_file() {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["result"]["tools"].as_array().unwrap().len(), 5);
+    assert_eq!(body["result"]["tools"].as_array().unwrap().len(), 6);
     gw.stop().await;
 
     // Trusting another CA, the same upstream is refused.

@@ -28,6 +28,8 @@ pub struct Seen {
     pub with_request_id: AtomicU64,
     /// `tools/call` requests, by tool name, in arrival order.
     pub tool_calls: std::sync::Mutex<Vec<String>>,
+    /// Client responses to the server's own requests, by id (the whole JSON-RPC response).
+    pub answers: std::sync::Mutex<std::collections::HashMap<String, Value>>,
 }
 
 /// A running sample server.
@@ -76,13 +78,15 @@ fn tools() -> Value {
         {"name": "admin_reset_database", "description": "Drop and recreate every table. Operators only.",
          "inputSchema": {"type": "object", "properties": {"confirm": {"type": "boolean"}}},
          "annotations": {"destructiveHint": true}},
+        {"name": "ask_confirmation", "description": "Ask the user to confirm (elicitation), then report the answer.",
+         "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": true}},
         {"name": "export_report", "description": "Build a report, reporting progress as it goes.",
          "inputSchema": {"type": "object", "properties": {"steps": {"type": "integer", "minimum": 1, "maximum": 20}}},
          "annotations": {"readOnlyHint": true}}
     ])
 }
 
-async fn handle(req: Request<Incoming>, seen: &Seen) -> Response<reply::Body> {
+async fn handle(req: Request<Incoming>, seen: &Arc<Seen>) -> Response<reply::Body> {
     seen.requests.fetch_add(1, Ordering::Relaxed);
     if req.headers().contains_key(crate::ctx::REQUEST_ID_HEADER) {
         seen.with_request_id.fetch_add(1, Ordering::Relaxed);
@@ -116,7 +120,19 @@ async fn handle(req: Request<Incoming>, seen: &Seen) -> Response<reply::Body> {
     let method = msg.get("method").and_then(Value::as_str).unwrap_or("");
     let params = msg.get("params").cloned().unwrap_or(json!({}));
     if msg.get("id").is_none() {
-        return status(StatusCode::ACCEPTED); // notification or client response
+        return status(StatusCode::ACCEPTED); // a notification
+    }
+    if msg.get("method").is_none() {
+        // The client answering one of our requests (e.g. elicitation).
+        let key = msg["id"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| msg["id"].to_string());
+        seen.answers
+            .lock()
+            .expect("stats lock")
+            .insert(key, msg.clone());
+        return status(StatusCode::ACCEPTED);
     }
     let result = match method {
         "initialize" => {
@@ -159,6 +175,9 @@ async fn handle(req: Request<Incoming>, seen: &Seen) -> Response<reply::Body> {
                 .and_then(|m| m.get("progressToken"))
                 .cloned();
             match (name, token) {
+                ("ask_confirmation", _) if accepts_sse => {
+                    return ask_confirmation(id, seen.clone());
+                }
                 ("export_report", Some(token)) if accepts_sse => {
                     let steps = args
                         .get("steps")
@@ -236,6 +255,52 @@ fn progress_stream(id: Value, token: Value, steps: u64) -> Response<reply::Body>
     );
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, "no-cache".parse().expect("static"));
+    resp
+}
+
+/// Asks the client to confirm (`elicitation/create` on the response stream), waits up to 3 s for its answer,
+/// and reports what came back.
+fn ask_confirmation(id: Value, seen: Arc<Seen>) -> Response<reply::Body> {
+    let (tx, rx) = mpsc::channel::<Bytes>(4);
+    tokio::spawn(async move {
+        let ask_id = format!("elicit-{}", uuid::Uuid::new_v4().simple());
+        let ask = json!({"jsonrpc": "2.0", "id": ask_id, "method": "elicitation/create", "params": {
+            "message": "Really delete customer c-42?",
+            "requestedSchema": {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}}});
+        if tx.send(sse_event(&ask)).await.is_err() {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        let answer = loop {
+            if let Some(a) = seen.answers.lock().expect("stats lock").remove(&ask_id) {
+                break a
+                    .get("result")
+                    .or_else(|| a.get("error"))
+                    .cloned()
+                    .unwrap_or(Value::Null);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                break Value::Null;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        let text = if answer.is_null() {
+            "no answer".to_owned()
+        } else {
+            format!("answered: {answer}")
+        };
+        let _ = tx
+            .send(sse_event(&rpc_result(
+                id,
+                json!({"content": [{"type": "text", "text": text}]}),
+            )))
+            .await;
+    });
+    let mut resp = Response::new(crate::filter::ChannelBody(rx).boxed());
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        "text/event-stream".parse().expect("static"),
+    );
     resp
 }
 

@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use bindings::types::{Decision, Request, RequestContext, ToolInfo};
+use bindings::types::{Decision, Direction, Request, RequestContext, ToolInfo};
 use engine::PolicyEngine;
 use module::PolicyModule;
 use sandbox::Failure;
@@ -147,7 +147,7 @@ impl Job {
                 .unwrap_or_else(|| view::unknown_tool(name))
         });
         Job {
-            request: view::request(context, msg, tool.clone()),
+            request: view::request(context, msg, tool.clone(), Direction::ClientToServer),
             tool,
         }
     }
@@ -227,6 +227,27 @@ impl PolicyChain {
     /// the config has a `policies:` block; a drop-in config passes responses through untouched.
     pub fn is_configured(&self) -> bool {
         matches!(self, PolicyChain::Chain { .. })
+    }
+
+    /// Decides a request the *server* makes of the client on an SSE stream (sampling, elicitation, roots).
+    pub async fn decide_server_request(
+        &self,
+        context: RequestContext,
+        msg: &crate::mcp::Message,
+    ) -> Verdict {
+        let (engine, modules) = match self {
+            PolicyChain::Chain { engine, modules } if !modules.is_empty() => (engine, modules),
+            _ => return Verdict::allow_unpoliced(),
+        };
+        let request_id: Arc<str> = Arc::from(context.request_id.as_str());
+        let job = Job {
+            request: view::request(context, msg, None, Direction::ServerToClient),
+            tool: None,
+        };
+        run_blocking(engine, modules, move |engine, modules| {
+            evaluate(engine, modules, &job, &request_id)
+        })
+        .await
     }
 
     /// Names of `tools` that some enforcing policy of the chain hides. A failing policy hides them all.

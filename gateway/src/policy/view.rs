@@ -65,8 +65,14 @@ pub fn unknown_tool(name: &str) -> ToolInfo {
     }
 }
 
-/// The WIT request for a client→server request or notification. `None` for responses (which carry no method).
-pub fn request(context: RequestContext, msg: &Message, tool: Option<ToolInfo>) -> Option<Request> {
+/// The WIT request for a request or notification travelling `direction`. `None` for responses (which carry no
+/// method).
+pub fn request(
+    context: RequestContext,
+    msg: &Message,
+    tool: Option<ToolInfo>,
+    direction: Direction,
+) -> Option<Request> {
     let method = msg.method()?.to_owned();
     let params = msg
         .params()
@@ -103,7 +109,7 @@ pub fn request(context: RequestContext, msg: &Message, tool: Option<ToolInfo>) -
     Some(Request {
         context,
         message: WitMessage {
-            direction: Direction::ClientToServer,
+            direction,
             method,
             id: msg.id().map(|i| i.to_value().to_string()),
             params: params.to_string(),

@@ -15,6 +15,7 @@
 //! * `oversized`: denies with a reason of `oversized_bytes` bytes, default 64 MiB (the memory limit, or the
 //!   host's check of results, must stop it; set e.g. 1 MiB to get past a 16 MiB memory limit to the host);
 //! * `allow`: allows; `deny`: denies with the reason `hostile policy: deny mode`.
+//! * `deny_server_requests`: allows client→server messages, denies requests the server makes of the client.
 //!
 //! `hidden_tools_mode` does the same in `hidden-tools` (`allow` hides nothing, `deny` hides every tool,
 //! `oversized` returns one oversized name), and `validate_mode` in `validate-settings` (`deny` or `oversized`
@@ -34,6 +35,8 @@ pub enum Mode {
     #[default]
     Allow,
     Deny,
+    /// Allows client→server messages, denies every request the server makes of the client.
+    DenyServerRequests,
 }
 
 #[derive(Debug, Deserialize)]
@@ -72,7 +75,7 @@ fn misbehave(mode: Mode, export: &str) {
             panic!("hostile policy: {export} allocated 256 MiB and was not stopped");
         }
         Mode::Panic => panic!("hostile policy: panic mode in {export}"),
-        Mode::Oversized | Mode::Allow | Mode::Deny => {}
+        Mode::Oversized | Mode::Allow | Mode::Deny | Mode::DenyServerRequests => {}
     }
 }
 
@@ -94,11 +97,19 @@ impl Policy for Hostile {
         }
     }
 
-    fn evaluate(s: &Settings, _request: &Request) -> Decision {
+    fn evaluate(s: &Settings, request: &Request) -> Decision {
         misbehave(s.mode, "evaluate");
         match s.mode {
             Mode::Oversized => Decision::deny(oversized(s)),
             Mode::Deny => Decision::deny("hostile policy: deny mode"),
+            Mode::DenyServerRequests
+                if request.direction() == policy_sdk::Direction::ServerToClient =>
+            {
+                Decision::deny(format!(
+                    "server-to-client `{}` is not allowed",
+                    request.method()
+                ))
+            }
             _ => Decision::allow(),
         }
     }
@@ -147,7 +158,15 @@ mod tests {
 
     #[test]
     fn every_mode_is_valid_settings() {
-        for mode in ["loop", "memory", "panic", "oversized", "allow", "deny"] {
+        for mode in [
+            "loop",
+            "memory",
+            "panic",
+            "oversized",
+            "allow",
+            "deny",
+            "deny_server_requests",
+        ] {
             let settings = format!(r#"{{"mode": "{mode}"}}"#);
             assert_eq!(
                 run::validate_settings::<Hostile>(&settings),

@@ -1,0 +1,80 @@
+//! Requests the server makes of the client on an SSE stream — `sampling/createMessage`,
+//! `elicitation/create`, `roots/list`, … — are decided by the route's chain (direction server-to-client)
+//! before the client sees them. A refused one is withheld, and the server is answered on the client's behalf
+//! with a JSON-RPC error, posted on the same session, so it does not wait forever.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::HeaderMap;
+use serde_json::json;
+
+use crate::forward::UpstreamClient;
+use crate::mcp::{Payload, jsonrpc};
+use crate::policy::PolicyChain;
+use crate::policy::bindings::types::RequestContext;
+use crate::policy::verdict::Outcome;
+use crate::reply::POLICY_DENIED;
+use crate::upstream_gate::GatedAddrs;
+
+/// What policing one stream needs.
+pub struct Police {
+    pub chain: PolicyChain,
+    pub context: RequestContext,
+    pub client: Arc<UpstreamClient>,
+    pub addrs: GatedAddrs,
+    /// The client's request headers (session id, protocol version, credentials travel on the answer).
+    pub headers: HeaderMap,
+    /// The MCP endpoint path the stream belongs to.
+    pub path: String,
+}
+
+impl Police {
+    /// Passes `event` on, or withholds it (returning `None`) and answers the server when the chain refuses.
+    pub async fn check(&self, data: &str, event: Bytes) -> Option<Bytes> {
+        let msg = match jsonrpc::parse(data.as_bytes()) {
+            Ok(Payload::Single(m)) => m,
+            // Not one well-formed message: the client could not act on it either; pass it untouched.
+            _ => return Some(event),
+        };
+        let verdict = self
+            .chain
+            .decide_server_request(self.context.clone(), &msg)
+            .await;
+        let (policy, reason) = match &verdict.outcome {
+            Outcome::Allow => return Some(event),
+            Outcome::Deny { policy, reason } | Outcome::RequireApproval { policy, reason } => {
+                (policy.clone(), reason.clone())
+            }
+            Outcome::Hidden { policy, .. } => (policy.clone(), "hidden".to_owned()),
+        };
+        let method = msg.method().unwrap_or("?");
+        tracing::info!(
+            request_id = %self.context.request_id, policy = &*policy, method,
+            "server-to-client request refused by policy: {reason}"
+        );
+        crate::telemetry::COUNTERS
+            .policy_denials
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = msg
+            .id()
+            .map(|i| i.to_value())
+            .unwrap_or(serde_json::Value::Null);
+        let answer = json!({"jsonrpc": "2.0", "id": id, "error": {"code": POLICY_DENIED,
+            "message": format!("Blocked by policy '{policy}': {reason}. Gateway request id: {}.", self.context.request_id),
+            "data": {"policy": &*policy, "reason": reason, "request_id": self.context.request_id}}});
+        match self
+            .client
+            .post_message(&self.addrs, &self.headers, &self.path, answer.to_string())
+            .await
+        {
+            Ok(status) => {
+                tracing::debug!(%status, "refusal of a server-to-client request sent to the upstream")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not send the refusal of a server-to-client request to the upstream")
+            }
+        }
+        None
+    }
+}
