@@ -119,6 +119,7 @@ mod tests {
             policies: vec![],
             chain_written: None,
             validate_arguments: true,
+            redact: None,
         };
         RouteTable::from_specs(
             &[spec("docs"), spec("crm"), spec("api.internal.corp")],

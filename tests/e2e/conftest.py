@@ -182,6 +182,21 @@ def gateway_bin() -> Path:
     return p
 
 
+POLICY_COMPONENTS = ("tool_allowlist", "mutation_guard", "argument_rules", "hostile_policy", "forbidden_import")
+
+
+@pytest.fixture(scope="session")
+def policy_dir() -> Path:
+    """Where the policy components are: $MCP_POLICY_DIR or <repo>/target/wasm32-wasip2/policy.
+    A missing component fails the test (never skips): build them with `bash policies/build.sh`."""
+    d = Path(os.environ.get("MCP_POLICY_DIR") or REPO / "target" / "wasm32-wasip2" / "policy")
+    missing = [n for n in POLICY_COMPONENTS if not (d / f"{n}.wasm").is_file()]
+    if missing:
+        pytest.fail(f"policy components missing in {d}: {', '.join(missing)}: run `bash policies/build.sh` "
+                    "or set MCP_POLICY_DIR")
+    return d
+
+
 def _check_venvs():
     for v in (VENV_MCP2, VENV_MCP1):
         if not v.exists():
@@ -189,8 +204,10 @@ def _check_venvs():
 
 
 def render_config(listen_port: int, certs: Certs, routes: dict[str, str], allowed_ips: list[str],
-                  log_level: str = "debug") -> str:
-    """Gateway config YAML (Anthropic proxy schema)."""
+                  log_level: str = "debug", policies: dict | None = None) -> str:
+    """Gateway config YAML (Anthropic proxy schema). A route's value is written verbatim (a URL, or a flow
+    mapping such as `{upstream: ..., policies: [..]}`); `policies`, if given, becomes the `policies:` block
+    (written as JSON, which YAML reads as a flow mapping)."""
     lines = [
         f'listen_addr: "127.0.0.1:{listen_port}"',
         f"log_level: {log_level}",
@@ -204,6 +221,8 @@ def render_config(listen_port: int, certs: Certs, routes: dict[str, str], allowe
         "upstream:",
         f"  allowed_ips: [{', '.join(allowed_ips)}]",
     ]
+    if policies is not None:
+        lines.append(f"policies: {json.dumps(policies)}")
     return "\n".join(lines) + "\n"
 
 
@@ -230,12 +249,14 @@ class Stack:
         return Upstream(kind, port, rec, proc)
 
     def gateway(self, routes: dict[str, str] | None = None, allowed_ips=("127.0.0.0/8",),
-                config_text: str | None = None, port: int | None = None) -> Gateway:
-        """Write a config (or use `config_text` verbatim, listening on `port`) and start the gateway."""
+                config_text: str | None = None, port: int | None = None,
+                policies: dict | None = None) -> Gateway:
+        """Write a config (or use `config_text` verbatim, listening on `port`) and start the gateway.
+        `policies` is the config's `policies:` block (see `render_config`)."""
         binary = self._gateway_bin()
         if config_text is None:
             port = free_port()
-            config_text = render_config(port, self.certs, routes or {}, list(allowed_ips))
+            config_text = render_config(port, self.certs, routes or {}, list(allowed_ips), policies=policies)
         assert port is not None, "config_text needs the port it listens on"
         cfg = self.dir / "gateway.yaml"
         cfg.write_text(config_text)
@@ -246,6 +267,11 @@ class Stack:
 
     def gateway_fails(self, config_text: str, timeout: float = 15.0) -> str:
         """Run the gateway on a config that must be rejected at load: assert it exits non-zero; return its output."""
+        cp = self.gateway_refuses(config_text, timeout)
+        return cp.stdout + cp.stderr
+
+    def gateway_refuses(self, config_text: str, timeout: float = 15.0) -> subprocess.CompletedProcess:
+        """Like `gateway_fails`, but returns the finished process (stdout and stderr apart)."""
         cfg = self.dir / "gateway.yaml"
         cfg.write_text(config_text)
         try:
@@ -255,7 +281,7 @@ class Stack:
             pytest.fail(f"gateway did not exit within {timeout}s on an invalid config")
         (self.dir / "gateway.log").write_text(cp.stdout + cp.stderr)
         assert cp.returncode != 0, f"gateway accepted an invalid config\n{cp.stdout}{cp.stderr}"
-        return cp.stdout + cp.stderr
+        return cp
 
     def tcp_sink(self) -> "TcpSink":
         """A plain TCP listener that only counts accepted connections."""

@@ -31,6 +31,33 @@ pub struct FileConfig {
     pub limits: Option<FileLimits>,
     /// Extension: Wasm policy modules and chains. Absent: every message is allowed (drop-in mode).
     pub policies: Option<FilePolicies>,
+    /// Extension: the decision log. Absent: on, in the default directory.
+    pub audit: Option<FileAudit>,
+}
+
+/// `audit:` — where and how decisions are recorded.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileAudit {
+    /// `true` turns auditing off (said loudly at start).
+    pub disabled: Option<bool>,
+    /// Directory of the log segments. Default `/var/lib/mcp-gateway/audit`.
+    pub dir: Option<String>,
+    /// How tool arguments are recorded: `full`, `digest` (SHA-256 and size; default) or `omit`.
+    pub redact: Option<String>,
+    /// Per-tool overrides of `redact`, by tool-name glob.
+    pub redact_tools: Option<BTreeMap<String, String>>,
+    pub segment_max_mb: Option<u64>,
+    /// e.g. `1h`.
+    pub segment_max_age: Option<String>,
+    /// Delete segments older than this, e.g. `90d`. Default: keep everything.
+    pub retention: Option<String>,
+    /// A checkpoint (record count + head hash, signed if a key is set) every this many records…
+    pub checkpoint_every: Option<u64>,
+    /// …or this often.
+    pub checkpoint_interval: Option<String>,
+    /// Ed25519 private key (PKCS#8 PEM) signing the checkpoints.
+    pub signing_key_file: Option<String>,
 }
 
 /// `policies:` — named modules, and the chain for routes that name none.
@@ -126,6 +153,8 @@ pub struct FileRoute {
     pub policies: Option<Vec<String>>,
     /// Validate `tools/call` arguments against the tool's `inputSchema` (default true).
     pub validate_arguments: Option<bool>,
+    /// This route's `audit.redact` (`full`, `digest`, `omit`).
+    pub redact: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -134,6 +163,7 @@ struct FileRouteMap {
     upstream: String,
     policies: Option<Vec<String>>,
     validate_arguments: Option<bool>,
+    redact: Option<String>,
 }
 
 pub const ROUTES_EXAMPLE: &str = "routes must be a map of host → upstream URL, for example:\n  routes:\n    docs: http://10.0.12.7:9000\n    crm: { upstream: http://10.0.12.8:9000 }";
@@ -189,6 +219,7 @@ impl<'de> Deserialize<'de> for FileRoute {
                     upstream: m.upstream,
                     policies: m.policies,
                     validate_arguments: m.validate_arguments,
+                    redact: m.redact,
                 })
             }
             fn visit_seq<A: SeqAccess<'de>>(self, _seq: A) -> Result<FileRoute, A::Error> {

@@ -31,6 +31,37 @@ pub struct Config {
     pub limits: Limits,
     /// `None` when the file has no `policies:` block (every message allowed, said loudly at start).
     pub policies: Option<PolicyConfig>,
+    /// `None` only when the config says `audit: { disabled: true }`.
+    pub audit: Option<AuditSettings>,
+}
+
+/// Default audit directory when the config names none.
+pub const DEFAULT_AUDIT_DIR: &str = "/var/lib/mcp-gateway/audit";
+
+/// How tool arguments go into decision records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redact {
+    Full,
+    /// SHA-256 of the canonical arguments, and their size.
+    Digest,
+    Omit,
+}
+
+/// The validated `audit:` block.
+#[derive(Debug, Clone)]
+pub struct AuditSettings {
+    pub dir: PathBuf,
+    /// Whether `dir` was written in the config (for the start-up error message).
+    pub dir_configured: bool,
+    pub redact: Redact,
+    /// Tool-name glob → mode, in file order.
+    pub redact_tools: Vec<(String, Redact)>,
+    pub segment_max_bytes: u64,
+    pub segment_max_age: Duration,
+    pub retention: Option<Duration>,
+    pub checkpoint_every: u64,
+    pub checkpoint_interval: Duration,
+    pub signing_key_file: Option<PathBuf>,
 }
 
 /// The validated `policies:` block.
@@ -119,6 +150,8 @@ pub struct RouteSpec {
     /// The route's own `policies:` as written (`None`: the default chain applies).
     pub chain_written: Option<Vec<String>>,
     pub validate_arguments: bool,
+    /// The route's argument redaction, when it overrides `audit.redact`.
+    pub redact: Option<Redact>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,9 +8,9 @@ use ipnet::IpNet;
 
 use super::file::{FileConfig, FilePolicies, FileRoutes};
 use super::{
-    Config, ConfigError, IpPolicy, Limits, LogFormat, LogLevel, LogSettings, MAX_MODULE_MEMORY_MB,
-    ModuleLimits, ModuleSpec, PolicyConfig, PolicyMode, RouteSpec, Scheme, TlsFiles, UpstreamTls,
-    UpstreamUrl,
+    AuditSettings, Config, ConfigError, DEFAULT_AUDIT_DIR, IpPolicy, Limits, LogFormat, LogLevel,
+    LogSettings, MAX_MODULE_MEMORY_MB, ModuleLimits, ModuleSpec, PolicyConfig, PolicyMode, Redact,
+    RouteSpec, Scheme, TlsFiles, UpstreamTls, UpstreamUrl,
 };
 
 /// Parses and validates YAML text; `path` is only used in messages.
@@ -44,13 +44,26 @@ fn syntax_error(e: serde_yaml_ng::Error, path: &Path) -> ConfigError {
 fn did_you_mean(message: &str) -> Option<String> {
     let rest = message.split("unknown field `").nth(1)?;
     let (unknown, expected) = rest.split_once('`')?;
-    let best = expected
-        .split('`')
-        .skip(1)
-        .step_by(2)
-        .map(|cand| (strsim::jaro_winkler(unknown, cand), cand))
-        .max_by(|a, b| a.0.total_cmp(&b.0))?;
-    (best.0 >= 0.8).then(|| format!(" — did you mean `{}`?", best.1))
+    nearest(unknown, expected.split('`').skip(1).step_by(2))
+        .map(|k| format!(" — did you mean `{k}`?"))
+}
+
+/// The candidate closest to `word` (fewest edits, transpositions counting once), if it is close enough
+/// to be a likely typo.
+pub(crate) fn nearest<'a>(
+    word: &str,
+    candidates: impl Iterator<Item = &'a str>,
+) -> Option<&'a str> {
+    let (dist, sim, best) = candidates
+        .map(|c| {
+            (
+                strsim::damerau_levenshtein(word, c),
+                strsim::jaro_winkler(word, c),
+                c,
+            )
+        })
+        .min_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)))?;
+    (dist <= (word.len() / 3).max(1) || sim >= 0.85).then_some(best)
 }
 
 struct Validator<'a> {
@@ -134,6 +147,7 @@ impl Validator<'_> {
                 ));
         }
         let limits = self.limits(f.limits.unwrap_or_default())?;
+        let audit = self.audit(f.audit.unwrap_or_default())?;
         Ok(Config {
             listen,
             log,
@@ -145,7 +159,67 @@ impl Validator<'_> {
             upstream_tls,
             limits,
             policies,
+            audit,
         })
+    }
+
+    fn redact(&self, field: &str, s: &str) -> Result<Redact, ConfigError> {
+        match s {
+            "full" => Ok(Redact::Full),
+            "digest" => Ok(Redact::Digest),
+            "omit" => Ok(Redact::Omit),
+            other => {
+                Err(self.invalid(field, format!("`{other}` is not one of full, digest, omit")))
+            }
+        }
+    }
+
+    fn audit(&self, a: super::file::FileAudit) -> Result<Option<AuditSettings>, ConfigError> {
+        if a.disabled == Some(true) {
+            return Ok(None);
+        }
+        let redact_tools = a
+            .redact_tools
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(glob, mode)| {
+                Ok((
+                    glob.clone(),
+                    self.redact(&format!("audit.redact_tools.{glob}"), &mode)?,
+                ))
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()?;
+        let checkpoint_every = a.checkpoint_every.unwrap_or(1000);
+        if checkpoint_every == 0 {
+            return Err(self.invalid("audit.checkpoint_every", "must be at least 1"));
+        }
+        let segment_max_mb = a.segment_max_mb.unwrap_or(64);
+        if segment_max_mb == 0 {
+            return Err(self.invalid("audit.segment_max_mb", "must be at least 1"));
+        }
+        Ok(Some(AuditSettings {
+            dir_configured: a.dir.is_some(),
+            dir: PathBuf::from(a.dir.unwrap_or_else(|| DEFAULT_AUDIT_DIR.to_owned())),
+            redact: self.redact("audit.redact", a.redact.as_deref().unwrap_or("digest"))?,
+            redact_tools,
+            segment_max_bytes: segment_max_mb << 20,
+            segment_max_age: self.duration(
+                "audit.segment_max_age",
+                a.segment_max_age.as_deref(),
+                3600,
+            )?,
+            retention: match a.retention.as_deref() {
+                Some(r) => Some(self.duration("audit.retention", Some(r), 0)?),
+                None => None,
+            },
+            checkpoint_every,
+            checkpoint_interval: self.duration(
+                "audit.checkpoint_interval",
+                a.checkpoint_interval.as_deref(),
+                60,
+            )?,
+            signing_key_file: a.signing_key_file.map(PathBuf::from),
+        }))
     }
 
     fn policies(
@@ -226,12 +300,8 @@ impl Validator<'_> {
         let check = |field: &str, chain: &[String]| -> Result<(), ConfigError> {
             for name in chain {
                 if !known.contains(&name.as_str()) {
-                    let hint = known
-                        .iter()
-                        .map(|k| (strsim::jaro_winkler(name, k), *k))
-                        .max_by(|a, b| a.0.total_cmp(&b.0))
-                        .filter(|b| b.0 >= 0.8)
-                        .map(|b| format!(" — did you mean `{}`?", b.1))
+                    let hint = nearest(name, known.iter().copied())
+                        .map(|k| format!(" — did you mean `{k}`?"))
                         .unwrap_or_default();
                     return Err(self.invalid(
                         field,
@@ -401,7 +471,12 @@ impl Validator<'_> {
                 )
             })?;
             let policies = route.policies.clone().unwrap_or_default();
+            let redact = match route.redact.as_deref() {
+                Some(r) => Some(self.redact(&format!("{field}.redact"), r)?),
+                None => None,
+            };
             out.push(RouteSpec {
+                redact,
                 key,
                 upstream,
                 chain_written: route.policies,
@@ -802,5 +877,44 @@ upstream:
         assert!(
             bad("{ path: /g.wasm, limits: { timeout: 5 } }").contains("did you mean `timeout_ms`?")
         );
+    }
+
+    #[test]
+    fn audit_block_defaults_and_overrides() {
+        let c = load(&base("routes: {docs: 'http://10.0.0.1:80'}")).unwrap();
+        let a = c.audit.unwrap();
+        assert_eq!(
+            (a.dir.to_str().unwrap(), a.dir_configured, a.redact),
+            (DEFAULT_AUDIT_DIR, false, Redact::Digest)
+        );
+        let c = load(&base("routes: {docs: {upstream: 'http://10.0.0.1:80', redact: full}}\naudit: {dir: /tmp/a, redact: omit, redact_tools: {'run_*': full}, retention: 30d, signing_key_file: /k.pem}")).unwrap();
+        let a = c.audit.unwrap();
+        assert_eq!(
+            (a.redact, a.redact_tools.clone(), a.retention),
+            (
+                Redact::Omit,
+                vec![("run_*".to_owned(), Redact::Full)],
+                Some(Duration::from_secs(30 * 86400))
+            )
+        );
+        assert_eq!(c.routes[0].redact, Some(Redact::Full));
+        assert!(
+            load(&base(
+                "routes: {docs: 'http://10.0.0.1:80'}\naudit: {disabled: true}"
+            ))
+            .unwrap()
+            .audit
+            .is_none()
+        );
+        let e = load(&base(
+            "routes: {docs: 'http://10.0.0.1:80'}\naudit: {redact: hash}",
+        ))
+        .unwrap_err();
+        assert!(e.contains("full, digest, omit"), "{e}");
+        let e = load(&base(
+            "routes: {docs: 'http://10.0.0.1:80'}\naudit: {dri: /x}",
+        ))
+        .unwrap_err();
+        assert!(e.contains("did you mean `dir`?"), "{e}");
     }
 }

@@ -135,19 +135,19 @@ pub struct Refused {
 /// One message to decide, prepared on the reactor and evaluated off it.
 struct Job {
     request: Option<Request>,
+    /// For a `tools/call`: the tool as `hidden-tools` is asked about it — as listed, or, when the upstream
+    /// does not list it, by name with the spec's default annotations. (The request itself then carries
+    /// `tool: none`, so a policy can tell an unlisted tool from a listed one.)
     tool: Option<ToolInfo>,
 }
 
 impl Job {
     fn new(context: RequestContext, msg: &crate::mcp::Message, catalogue: &Catalogue) -> Job {
-        let tool = view::called_tool(msg).map(|name| {
-            catalogue
-                .get(name)
-                .map(|t| t.info.clone())
-                .unwrap_or_else(|| view::unknown_tool(name))
-        });
+        let name = view::called_tool(msg);
+        let listed = name.and_then(|n| catalogue.get(n)).map(|t| t.info.clone());
+        let tool = name.map(|n| listed.clone().unwrap_or_else(|| view::unknown_tool(n)));
         Job {
-            request: view::request(context, msg, tool.clone(), Direction::ClientToServer),
+            request: view::request(context, msg, listed, Direction::ClientToServer),
             tool,
         }
     }
