@@ -180,7 +180,13 @@ impl Stats {
     }
 
     fn note_error(&mut self, msg: String, n: u64) {
-        if let Some(e) = self.error_samples.iter_mut().find(|(m, _)| *m == msg) {
+        // Group by status for HTTP errors (bodies often carry unique request ids); keep the first body.
+        let key = |m: &str| match m.strip_prefix("status ") {
+            Some(rest) => rest.split(':').next().unwrap_or(rest).to_owned(),
+            None => m.to_owned(),
+        };
+        let k = key(&msg);
+        if let Some(e) = self.error_samples.iter_mut().find(|(m, _)| key(m) == k) {
             e.1 += n;
         } else if self.error_samples.len() < 20 {
             self.error_samples.push((msg, n));
@@ -514,7 +520,20 @@ fn build_config(args: &Args) -> Result<Config, String> {
     })
 }
 
+/// CPU time (user + system) this process has used, in ms, from /proc/self/stat (Linux; None elsewhere).
+fn own_cpu_ms() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    // USER_HZ is 100 on every Linux architecture this runs on.
+    Some((utime + stime) * 10)
+}
+
 async fn run(args: Args) -> Result<bool, String> {
+    let cpu_start = own_cpu_ms();
     let cfg = Arc::new(build_config(&args)?);
     let mut set = JoinSet::new();
     for _ in 0..args.connections {
@@ -537,8 +556,12 @@ async fn run(args: Args) -> Result<bool, String> {
         }
     };
     let protocol = if args.h2 { "h2" } else { "http/1.1" };
+    let cpu_ms = match (cpu_start, own_cpu_ms()) {
+        (Some(a), Some(b)) => b.saturating_sub(a).to_string(),
+        _ => "null".to_owned(),
+    };
     println!(
-        "{{\"label\":{},\"connect\":{},\"host\":{},\"path\":{},\"tls\":{},\"protocol\":{},\"connections\":{},\"streams\":{},\"duration_s\":{:.3},\"warmup_s\":{:.3},\"requests\":{},\"errors\":{},\"warmup_requests\":{},\"warmup_errors\":{},\"connects\":{},\"reconnects\":{},\"rps\":{:.1},\"mean_us\":{:.0},\"p50_us\":{},\"p90_us\":{},\"p99_us\":{},\"p999_us\":{},\"max_us\":{},\"avg_resp_bytes\":{:.0}}}",
+        "{{\"label\":{},\"connect\":{},\"host\":{},\"path\":{},\"tls\":{},\"protocol\":{},\"connections\":{},\"streams\":{},\"duration_s\":{:.3},\"warmup_s\":{:.3},\"requests\":{},\"errors\":{},\"warmup_requests\":{},\"warmup_errors\":{},\"connects\":{},\"reconnects\":{},\"rps\":{:.1},\"mean_us\":{:.0},\"p50_us\":{},\"p90_us\":{},\"p99_us\":{},\"p999_us\":{},\"max_us\":{},\"avg_resp_bytes\":{:.0},\"loadgen_cpu_ms\":{}}}",
         json_str(&args.label),
         json_str(&args.connect.to_string()),
         json_str(args.host.as_deref().unwrap_or("")),
@@ -567,6 +590,7 @@ async fn run(args: Args) -> Result<bool, String> {
         } else {
             total.resp_bytes as f64 / total.requests as f64
         },
+        cpu_ms,
     );
     let failed = total.errors + total.warmup_errors;
     if failed > 0 || total.requests == 0 {
