@@ -5,6 +5,7 @@
 //! [`forward`], with [`reply`] the only place errors become responses.
 
 pub mod arguments;
+pub mod audit;
 pub mod catalogue;
 pub mod certs;
 pub mod cli;

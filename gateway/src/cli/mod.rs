@@ -1,6 +1,7 @@
 //! Command line: `serve` (also reached with Anthropic's `-config FILE` form), `demo`, `certs init`,
-//! `policy check|eval|test`, `sample-upstream`.
+//! `policy check|eval|test`, `audit verify|query|tail|stats`, `sample-upstream`.
 
+mod audit;
 mod policy;
 
 use std::net::SocketAddr;
@@ -37,6 +38,11 @@ enum Command {
     Policy {
         #[command(subcommand)]
         command: policy::PolicyCommand,
+    },
+    /// Tools for auditors: verify the audit log's hash chain and signatures, query, tail, stats.
+    Audit {
+        #[command(subcommand)]
+        command: audit::AuditCommand,
     },
     /// Run the sample upstream MCP server used by the demo and the benchmarks (plain HTTP, path /mcp).
     SampleUpstream {
@@ -94,6 +100,7 @@ pub fn main() -> ExitCode {
                 },
         } => certs_init(&tunnel_domain, &out, key_type),
         Command::Policy { command } => policy::run(command),
+        Command::Audit { command } => audit::run(command),
         Command::SampleUpstream { listen } => runtime().and_then(|rt| {
             rt.block_on(async {
                 let sample = crate::demo::upstream::spawn(listen).await?;

@@ -1,0 +1,479 @@
+//! Audit record types and their canonical bytes.
+//!
+//! The gateway hands the log a [`Record`] (a decision, a refusal or an outcome); the writer adds the envelope
+//! (`seq`, `time`, `kind`, `prev_hash`, `hash`). Writer-internal records ([`Internal`]: `segment_start`,
+//! `recovery`, `gap`, `checkpoint`) use the same envelope.
+//!
+//! A record is serialised once, on the caller's task ([`Prepared::new`]), into the canonical bytes of its
+//! `data` object, so the single writer thread only splices the envelope around them and hashes
+//! (see [`crate::audit::chain`]). Canonical JSON, used everywhere a hash is computed:
+//!
+//! - objects: members sorted by key, comparing the keys' UTF-8 bytes; no duplicate keys;
+//! - no whitespace anywhere (no space after `:` or `,`, no newline);
+//! - strings as `serde_json` writes them: `"` and `\` escaped as `\"` and `\\`, U+0008/0009/000A/000C/000D
+//!   as `\b \t \n \f \r`, other control characters below U+0020 as `\u00XX` (lower-case hex), everything
+//!   else (including non-ASCII) as raw UTF-8;
+//! - integers in plain decimal; other numbers in the shortest form that reads back as the same `f64`
+//!   (`serde_json`/`ryu`, e.g. `0.1`, `1e+22`, `-2.5e-7`); `true`, `false`, `null` as such.
+//! - absent optional fields are left out, never written as `null`.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use sha2::{Digest as _, Sha256};
+use time::OffsetDateTime;
+use time::format_description::FormatItem;
+use time::macros::format_description;
+
+/// `time` format: UTC, RFC 3339, always six fractional digits and `Z` (so times also compare as strings).
+pub const TIME_FORMAT: &[FormatItem<'static>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
+
+/// Formats a point in time the way records carry it (`2026-11-22T01:09:30.123456Z`).
+pub fn format_time(t: OffsetDateTime) -> String {
+    t.to_offset(time::UtcOffset::UTC)
+        .format(TIME_FORMAT)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00.000000Z".to_owned())
+}
+
+/// What the gateway records.
+// Built once per request and serialised at once: boxing the decision would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+pub enum Record {
+    /// The policy chain's decision about one MCP message (written before anything is forwarded).
+    Decision(DecisionRecord),
+    /// A request refused before policy ever saw it.
+    Refusal(RefusalRecord),
+    /// What happened upstream after a forwarded request (written after the fact).
+    Outcome(OutcomeRecord),
+}
+
+impl Record {
+    /// The envelope's `kind`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Record::Decision(_) => "decision",
+            Record::Refusal(_) => "refusal",
+            Record::Outcome(_) => "outcome",
+        }
+    }
+
+    /// The `data` object of the line.
+    pub fn to_data(&self) -> Value {
+        match self {
+            Record::Decision(d) => d.to_data(),
+            Record::Refusal(r) => to_object(r),
+            Record::Outcome(o) => to_object(o),
+        }
+    }
+}
+
+impl From<DecisionRecord> for Record {
+    fn from(r: DecisionRecord) -> Self {
+        Record::Decision(r)
+    }
+}
+impl From<RefusalRecord> for Record {
+    fn from(r: RefusalRecord) -> Self {
+        Record::Refusal(r)
+    }
+}
+impl From<OutcomeRecord> for Record {
+    fn from(r: OutcomeRecord) -> Self {
+        Record::Outcome(r)
+    }
+}
+
+/// The final decision about a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    Allow,
+    Deny,
+    RequireApproval,
+    /// The tool is hidden on this route (answered as unknown).
+    Hidden,
+    /// `tools/call` arguments did not match the tool's `inputSchema`.
+    InvalidArguments,
+}
+
+impl Decision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Allow => "allow",
+            Decision::Deny => "deny",
+            Decision::RequireApproval => "require_approval",
+            Decision::Hidden => "hidden",
+            Decision::InvalidArguments => "invalid_arguments",
+        }
+    }
+}
+
+/// What of the `tools/call` arguments is kept (the gateway's redaction settings decide).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Arguments {
+    /// The arguments as sent (`"arguments": {…}`).
+    Full(Value),
+    /// Only their digest: `"arguments_digest": "sha256:<hex>"`, `"arguments_size": <bytes>`.
+    Digest { sha256: String, size: u64 },
+    /// Nothing (no `arguments*` field).
+    #[default]
+    Omitted,
+}
+
+impl Arguments {
+    /// The digest form of `args`: SHA-256 over their canonical bytes, and that byte count.
+    pub fn digest_of(args: &Value) -> Arguments {
+        let mut bytes = Vec::new();
+        canonical_bytes(args, &mut bytes);
+        Arguments::Digest {
+            sha256: hex::encode(Sha256::digest(&bytes)),
+            size: bytes.len() as u64,
+        }
+    }
+}
+
+/// One policy's answer, as the decision record lists it (in chain order).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PolicyResult {
+    /// Policy name from the config.
+    pub name: String,
+    /// SHA-256 (hex) of the module.
+    pub sha256: String,
+    /// Digest of the policy's settings.
+    pub settings_digest: String,
+    /// `enforce` or `monitor`.
+    pub mode: String,
+    /// `allow`, `deny`, `require_approval`, `hidden`, or `failed:<kind>`.
+    pub answer: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub elapsed_us: u64,
+}
+
+/// The decision about one MCP message.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DecisionRecord {
+    /// The gateway's request id (UUIDv7), shared with the access log and the outcome record.
+    pub request_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Client address (`ip:port`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    /// Authenticated principal (token subject), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol_version: Option<String>,
+    /// JSON-RPC method (`tools/call`, …).
+    pub method: String,
+    /// JSON-RPC id as sent (number or string); absent for notifications.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rpc_id: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+    #[serde(skip)]
+    pub arguments: Arguments,
+    /// Every policy that ran, in order.
+    pub policies: Vec<PolicyResult>,
+    pub decision: Decision,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl DecisionRecord {
+    fn to_data(&self) -> Value {
+        let mut v = to_object(self);
+        if let Value::Object(m) = &mut v {
+            match &self.arguments {
+                Arguments::Full(a) => {
+                    m.insert("arguments".into(), a.clone());
+                }
+                Arguments::Digest { sha256, size } => {
+                    m.insert(
+                        "arguments_digest".into(),
+                        Value::String(format!("sha256:{sha256}")),
+                    );
+                    m.insert("arguments_size".into(), Value::from(*size));
+                }
+                Arguments::Omitted => {}
+            }
+        }
+        v
+    }
+}
+
+/// Why a request was refused before policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalKind {
+    NoRoute,
+    SniMismatch,
+    IpNotAllowed,
+    ResolveFailed,
+    MethodNotAllowed,
+    UnsupportedMediaType,
+    ParseError,
+    InvalidJsonRpc,
+    HeaderMismatch,
+    BodyTooLarge,
+    BodyTimeout,
+    Other,
+}
+
+/// A request refused before it reached policy.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RefusalRecord {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    pub reason: RefusalKind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// What happened upstream after a forwarded request.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OutcomeRecord {
+    pub request_id: String,
+    /// Upstream HTTP status; absent if the upstream could not be reached.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    pub latency_us: u64,
+    /// `result.isError` of a `tools/call` answer, when the gateway saw it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub is_error: Option<bool>,
+    /// Response body bytes passed to the client.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// Why forwarding failed, if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Records the writer itself writes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Internal {
+    SegmentStart(SegmentStart),
+    Recovery(Recovery),
+    Gap(Gap),
+    Checkpoint(Checkpoint),
+}
+
+impl Internal {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Internal::SegmentStart(_) => "segment_start",
+            Internal::Recovery(_) => "recovery",
+            Internal::Gap(_) => "gap",
+            Internal::Checkpoint(_) => "checkpoint",
+        }
+    }
+}
+
+/// First record of every segment; its `prev_hash` is the last hash of the previous segment.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SegmentStart {
+    /// `open` (gateway start), `rotate` (size/age), `after_failure` (followed by a `gap` record).
+    pub reason: String,
+    /// File name of the segment before this one (absent at genesis).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_segment: Option<String>,
+    /// Segments the writer deletes (retention) right after this record is durable.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub retention_deleted: Vec<String>,
+    pub gateway_version: String,
+}
+
+/// What a restart cut from the end of the log (a torn last line after a crash).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Recovery {
+    /// Segment the bytes were cut from.
+    pub segment: String,
+    /// Byte offset in that segment where the cut bytes began.
+    pub offset: u64,
+    pub torn_bytes: u64,
+    /// SHA-256 (hex) of the cut bytes.
+    pub torn_sha256: String,
+    /// Where the bytes are kept (same directory).
+    pub moved_to: String,
+    /// `unterminated` (no final newline), `unparsable` (a final line that is not a record), `no_records`
+    /// (the whole segment held no complete record and was moved aside).
+    pub cause: String,
+    /// Last record that survived (absent if none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_good_seq: Option<u64>,
+}
+
+/// Seqs that were assigned but never confirmed durable (a failed write or `fdatasync`), and records refused
+/// while the log was failing. Written right after the `segment_start` (`after_failure`) of the next segment.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Gap {
+    /// First seq not confirmed (absent if the failure happened before any seq was assigned).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<u64>,
+    /// Last seq not confirmed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<u64>,
+    /// Records refused (never given a seq) while the log was failing.
+    pub refused: u64,
+    /// The error that started the failure.
+    pub error: String,
+    pub failing_since: String,
+}
+
+/// A signed statement of the chain's head: the record with seq `count` has hash `head_hash`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Checkpoint {
+    pub count: u64,
+    pub head_hash: String,
+    /// First 16 hex digits of SHA-256 over the raw 32-byte Ed25519 public key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    /// Ed25519 signature (hex) over [`crate::audit::chain::checkpoint_message`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+}
+
+/// A record ready for the writer: its kind, its time and the canonical bytes of its `data` object.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub kind: &'static str,
+    pub time: String,
+    pub data: Vec<u8>,
+}
+
+impl Prepared {
+    /// Serialises a gateway record now (on the caller's task), stamped with the current time.
+    pub fn new(record: &Record) -> Prepared {
+        Prepared::from_value(record.kind(), &record.to_data())
+    }
+
+    pub fn internal(record: &Internal) -> Prepared {
+        Prepared::from_value(record.kind(), &to_object(record))
+    }
+
+    fn from_value(kind: &'static str, data: &Value) -> Prepared {
+        let mut bytes = Vec::with_capacity(512);
+        canonical_bytes(data, &mut bytes);
+        Prepared {
+            kind,
+            time: format_time(OffsetDateTime::now_utc()),
+            data: bytes,
+        }
+    }
+}
+
+fn to_object<T: Serialize>(v: &T) -> Value {
+    // Serialising these plain structs cannot fail (string keys, no custom serialisers).
+    serde_json::to_value(v).unwrap_or_else(|_| Value::Object(Map::new()))
+}
+
+/// Appends the canonical bytes of `v` (see the module docs) to `out`.
+pub fn canonical_bytes(v: &Value, out: &mut Vec<u8>) {
+    match v {
+        Value::Object(m) => {
+            let mut members: Vec<(&String, &Value)> = m.iter().collect();
+            members.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            out.push(b'{');
+            for (i, (k, v)) in members.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                let _ = serde_json::to_writer(&mut *out, k);
+                out.push(b':');
+                canonical_bytes(v, out);
+            }
+            out.push(b'}');
+        }
+        Value::Array(a) => {
+            out.push(b'[');
+            for (i, v) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                canonical_bytes(v, out);
+            }
+            out.push(b']');
+        }
+        scalar => write_scalar(scalar, out),
+    }
+}
+
+fn write_scalar(v: &Value, out: &mut Vec<u8>) {
+    // Writing a scalar into a Vec cannot fail.
+    let _ = serde_json::to_writer(out, v);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn canon(v: &Value) -> String {
+        let mut b = Vec::new();
+        canonical_bytes(v, &mut b);
+        String::from_utf8(b).unwrap()
+    }
+
+    #[test]
+    fn canonical_sorts_keys_by_bytes_and_drops_whitespace() {
+        let v = json!({"b": 1, "a": {"z": [1, 2.5, "x\n"], "Z": null}, "é": true, "_": false});
+        assert_eq!(
+            canon(&v),
+            r#"{"_":false,"a":{"Z":null,"z":[1,2.5,"x\n"]},"b":1,"é":true}"#
+        );
+    }
+
+    #[test]
+    fn canonical_is_stable_through_a_reparse() {
+        let v = json!({"f": 0.1, "g": 1e22, "h": -2.5e-7, "i": u64::MAX, "j": i64::MIN, "s": "\u{1}\"\\"});
+        let once = canon(&v);
+        let again = canon(&serde_json::from_str(&once).unwrap());
+        assert_eq!(once, again);
+    }
+
+    #[test]
+    fn decision_arguments_forms() {
+        let mut d = DecisionRecord {
+            request_id: "r".into(),
+            route: None,
+            host: None,
+            client: None,
+            principal: None,
+            session_id: None,
+            protocol_version: None,
+            method: "tools/call".into(),
+            rpc_id: Some(json!(1)),
+            tool: Some("t".into()),
+            arguments: Arguments::Full(json!({"x": 1})),
+            policies: vec![],
+            decision: Decision::Allow,
+            reason: None,
+        };
+        assert_eq!(d.to_data()["arguments"], json!({"x": 1}));
+        d.arguments = Arguments::digest_of(&json!({"x": 1}));
+        let data = d.to_data();
+        assert_eq!(data["arguments_size"], json!(7));
+        assert!(
+            data["arguments_digest"]
+                .as_str()
+                .unwrap()
+                .starts_with("sha256:")
+        );
+        assert!(data.get("arguments").is_none());
+        d.arguments = Arguments::Omitted;
+        assert!(d.to_data().get("arguments_digest").is_none());
+    }
+}
