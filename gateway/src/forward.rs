@@ -27,10 +27,10 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
+use crate::audit::stage::Recorded;
 use crate::config::{Limits, Scheme, UpstreamUrl};
 use crate::ctx::{REQUEST_ID_HEADER, RequestCtx};
 use crate::mcp::Inbound;
-use crate::policy::Permitted;
 use crate::upstream_gate::GatedAddrs;
 
 /// Why the upstream could not answer.
@@ -102,15 +102,16 @@ impl UpstreamClient {
         }
     }
 
-    /// Forwards the permitted request to the first gated address that accepts a connection.
+    /// Forwards a permitted request whose decision is recorded to the first gated address that accepts a
+    /// connection.
     pub async fn send(
         &self,
         ctx: &RequestCtx,
         addrs: &GatedAddrs,
-        permitted: Permitted,
+        recorded: Recorded,
         parts: http::request::Parts,
     ) -> Result<Response<Incoming>, ForwardError> {
-        let body = match permitted.inbound() {
+        let body = match recorded.permitted().inbound() {
             Inbound::Post { body, .. } => body.clone(),
             Inbound::OpenStream | Inbound::Discovery | Inbound::EndSession => Bytes::new(),
         };

@@ -1,10 +1,12 @@
 //! The request path, top to bottom. This file knows the order of the stages and nothing of their logic:
 //!
-//! tls (server.rs) → [`route`] → [`upstream_gate`] → [`mcp`] parse → [`policy`] → [`forward`] → reply
+//! tls (server.rs) → [`route`] → [`upstream_gate`] → [`mcp`] parse → [`arguments`] → [`policy`] →
+//! [`crate::audit::stage`] → [`forward`] → [`crate::filter`] → reply
 //!
-//! Every stage returns a typed error; [`reply::error`] is the only place errors become responses. A request
-//! reaches [`forward`] only with a [`policy::Permitted`] (made only by the policy chain) and a
-//! [`upstream_gate::GatedAddrs`] (made only by the gate).
+//! Every stage returns a typed error; [`reply`] is the only place errors and policy answers become responses.
+//! A request reaches [`forward`] only with a [`Recorded`] (made only by the audit stage, from a
+//! [`policy::Permitted`], which only the policy chain makes) and [`upstream_gate::GatedAddrs`] (made only by
+//! the gate).
 
 use std::sync::Arc;
 
@@ -13,6 +15,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::arguments;
+use crate::audit::stage::{Auditor, Recorded, Redaction};
 use crate::catalogue::Catalogue;
 use crate::config::{Config, Limits, UpstreamUrl};
 use crate::ctx::{ConnInfo, REQUEST_ID_HEADER, RequestCtx};
@@ -36,6 +39,8 @@ pub struct Route {
     /// What the upstream's `tools/list` said about each tool.
     pub catalogue: Arc<Catalogue>,
     pub validate_arguments: bool,
+    /// How tool arguments of this route go into audit records.
+    pub redaction: Redaction,
 }
 
 /// The immutable, validated request path built from a [`Config`].
@@ -45,13 +50,17 @@ pub struct Gateway {
     routes: Vec<Route>,
     gate: UpstreamGate,
     limits: Limits,
+    auditor: Auditor,
 }
 
 impl Gateway {
     /// Builds the request path; `policies` must have been loaded from the same config.
+    /// Builds the request path; `policies` must have been loaded from the same config, `auditor` opened on
+    /// its audit settings.
     pub fn new(
         config: &Config,
         policies: &PolicySet,
+        auditor: Auditor,
         resolver: Arc<dyn Resolve>,
     ) -> std::io::Result<Self> {
         let needs_tls = config
@@ -77,6 +86,7 @@ impl Gateway {
                 policy: policies.chain_for(r),
                 catalogue: Arc::new(Catalogue::default()),
                 validate_arguments: r.validate_arguments,
+                redaction: Redaction::for_route(config.audit.as_ref(), r),
             })
             .collect();
         Ok(Gateway {
@@ -84,11 +94,16 @@ impl Gateway {
             routes,
             gate: UpstreamGate::new(config.ip_policy.clone(), resolver),
             limits: config.limits.clone(),
+            auditor,
         })
     }
 
     pub fn routes(&self) -> &[Route] {
         &self.routes
+    }
+
+    pub fn auditor(&self) -> &Auditor {
+        &self.auditor
     }
 }
 
@@ -103,6 +118,11 @@ pub async fn handle(
         Ok(resp) => resp,
         Err(err) => {
             telemetry::refusal(&ctx, &err);
+            gw.auditor.refusal(&ctx, &err);
+            if let GatewayError::Forward(e) = &err {
+                gw.auditor
+                    .outcome(&ctx, None, Some(telemetry::error_chain(e)));
+            }
             reply::error(&ctx, &err)
         }
     };
@@ -157,6 +177,8 @@ async fn run(
             && let Some(invalid) = arguments::check(&inbound, &route.catalogue)
         {
             ctx.decision = Some("invalid_arguments");
+            gw.auditor
+                .invalid_arguments(ctx, &route.redaction, &inbound, &invalid);
             return Ok(reply::invalid_arguments(ctx, &inbound, &invalid));
         }
     }
@@ -192,8 +214,11 @@ async fn run(
     let mut client_headers = parts.headers.clone();
     client_headers.insert(HeaderName::from_static(REQUEST_ID_HEADER), ctx.id.clone());
     let path = parts.uri.path().to_owned();
-    let resp = route.client.send(ctx, &addrs, permitted, parts).await?;
+    // Audit: the decision is durable before anything is forwarded; if it cannot be written, nothing is.
+    let recorded: Recorded = gw.auditor.record(ctx, &route.redaction, permitted).await?;
+    let resp = route.client.send(ctx, &addrs, recorded, parts).await?;
     ctx.upstream_status = Some(resp.status().as_u16());
+    gw.auditor.outcome(ctx, ctx.upstream_status, None);
     if !policed || (list.is_none() && !crate::filter::is_sse(&resp)) {
         return Ok(resp.map(|b| b.boxed()));
     }

@@ -32,6 +32,8 @@ pub enum GatewayError {
     Forward(#[from] ForwardError),
     #[error(transparent)]
     Filter(#[from] crate::filter::FilterError),
+    #[error("audit log unavailable: {0}")]
+    Audit(#[from] crate::audit::AuditError),
 }
 
 /// JSON-RPC codes for gateway transport errors (implementation-defined server-error range).
@@ -39,6 +41,7 @@ mod code {
     pub const ROUTING: i64 = -32001;
     pub const IP_GATE: i64 = -32002;
     pub const UPSTREAM: i64 = -32003;
+    pub const AUDIT: i64 = -32004;
     pub const REQUEST: i64 = -32600;
 }
 
@@ -60,6 +63,7 @@ impl GatewayError {
             GatewayError::Forward(ForwardError::Timeout { .. }) => "upstream_timeout",
             GatewayError::Forward(_) => "upstream_unavailable",
             GatewayError::Filter(_) => "unfilterable_response",
+            GatewayError::Audit(_) => "audit_unavailable",
         }
     }
 
@@ -132,6 +136,11 @@ impl GatewayError {
                     "The upstream of route '{route}' sent a tools/list answer the gateway cannot filter, so it is withheld"
                 ),
             ),
+            GatewayError::Audit(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                code::AUDIT,
+                "The gateway cannot record this request in its audit log, so it was not forwarded; retry later".to_owned(),
+            ),
         }
     }
 }
@@ -159,6 +168,10 @@ pub fn error(ctx: &RequestCtx, err: &GatewayError) -> Response<Body> {
         "error": { "code": code, "message": message, "data": data },
     });
     let mut resp = json_response(status, &body);
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    }
     if status == StatusCode::METHOD_NOT_ALLOWED {
         resp.headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));

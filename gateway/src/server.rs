@@ -15,6 +15,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use crate::audit::stage::Auditor;
+use crate::audit::{AuditConfig, AuditLog};
 use crate::config::{Config, IpPolicy};
 use crate::ctx::ConnInfo;
 use crate::pipeline::{self, Gateway};
@@ -49,7 +51,8 @@ impl Server {
             let config = config.clone();
             tokio::task::spawn_blocking(move || crate::policy::PolicySet::load(&config)).await??
         };
-        let gateway = Arc::new(Gateway::new(&config, &policies, dns)?);
+        let auditor = open_audit(&config)?;
+        let gateway = Arc::new(Gateway::new(&config, &policies, auditor, dns)?);
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -154,8 +157,51 @@ impl Server {
             Ok(()) => tracing::info!("all connections drained"),
             Err(_) => tracing::warn!("shutdown_timeout reached; closing the remaining connections"),
         }
+        if let Some(log) = gateway.auditor().log() {
+            log.close().await;
+            tracing::info!("audit log flushed and closed");
+        }
         Ok(())
     }
+}
+
+/// Environment override of the default audit directory (used when the config names none).
+pub const AUDIT_DIR_ENV: &str = "MCP_GATEWAY_AUDIT_DIR";
+
+/// Opens the audit log the config asks for; `None` only when the config disables auditing explicitly.
+fn open_audit(config: &Config) -> anyhow::Result<Auditor> {
+    let Some(a) = &config.audit else {
+        tracing::warn!(
+            "AUDITING IS DISABLED (audit: {{ disabled: true }}): decisions are not recorded"
+        );
+        return Ok(Auditor::new(None));
+    };
+    let dir = match std::env::var_os(AUDIT_DIR_ENV) {
+        Some(d) if !a.dir_configured => std::path::PathBuf::from(d),
+        _ => a.dir.clone(),
+    };
+    let cfg = AuditConfig {
+        dir: dir.clone(),
+        segment_max_bytes: a.segment_max_bytes,
+        segment_max_age: a.segment_max_age,
+        retention: a.retention,
+        checkpoint_every: a.checkpoint_every,
+        checkpoint_interval: a.checkpoint_interval,
+        signing_key_file: a.signing_key_file.clone(),
+        ..AuditConfig::with_dir(dir.clone())
+    };
+    let log = AuditLog::open(cfg).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot open the audit log in {}: {}. Every decision is written there before a request is forwarded, \
+             so the gateway does not start without it: set `audit.dir` to a directory the gateway (uid {}) can \
+             write (it is created mode 0700), or turn auditing off explicitly with `audit: {{ disabled: true }}`",
+            dir.display(),
+            crate::telemetry::error_chain(&e),
+            rustix::process::getuid().as_raw()
+        )
+    })?;
+    tracing::info!(dir = %dir.display(), redact = ?a.redact, signed = a.signing_key_file.is_some(), "audit log open");
+    Ok(Auditor::new(Some(log)))
 }
 
 fn handshake_failed(peer: SocketAddr, why: &str) {

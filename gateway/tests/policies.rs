@@ -45,7 +45,7 @@ async fn bind(policies: &str, routes: &str) -> anyhow::Result<Gw> {
         .unwrap();
     let yaml = format!(
         "listen_addr: 127.0.0.1:0\nshutdown_timeout: 2s\ntunnel_domain: {TD}\ntls: {{cert_file: {d}/tls.crt, key_file: {d}/tls.key}}\n\
-         upstream: {{allowed_ips: [127.0.0.0/8]}}\npolicies:\n  cache_dir: {d}/cache\n{policies}\nroutes:\n{routes}\n",
+         upstream: {{allowed_ips: [127.0.0.0/8]}}\naudit: {{dir: {d}/audit}}\npolicies:\n  cache_dir: {d}/cache\n{policies}\nroutes:\n{routes}\n",
         d = dir.path().display()
     );
     let config = mcp_gateway::config::from_yaml(&yaml, Path::new("test.yaml")).unwrap();

@@ -207,7 +207,7 @@ upstream:
   allowed_ips: ["127.0.0.0/8"]
 EOF
     # RUST_LOG would override log_level (per-request access logs would skew the result).
-    env -u RUST_LOG "$GATEWAY_BIN" serve --config "$WORK/gateway.yaml" >"$WORK/gateway.log" 2>&1 &
+    env -u RUST_LOG MCP_GATEWAY_AUDIT_DIR="$WORK/audit" "$GATEWAY_BIN" serve --config "$WORK/gateway.yaml" >"$WORK/gateway.log" 2>&1 &
     PIDS+=($!); GATEWAY_PID=$!
     wait_port "$GATEWAY_PORT" "$GATEWAY_PID" gateway
     log "mcp-gateway on 127.0.0.1:$GATEWAY_PORT"

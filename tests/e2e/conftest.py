@@ -260,10 +260,20 @@ class Stack:
         assert port is not None, "config_text needs the port it listens on"
         cfg = self.dir / "gateway.yaml"
         cfg.write_text(config_text)
-        proc = Proc("gateway", [str(binary), "serve", "--config", str(cfg)], self.dir / "gateway.log", cwd=self.dir)
+        proc = Proc("gateway", [str(binary), "serve", "--config", str(cfg)], self.dir / "gateway.log", cwd=self.dir,
+                    env=self.gateway_env())
         self.procs.append(proc)
         proc.wait_port(port)
         return Gateway(port, cfg, proc)
+
+    def gateway_env(self) -> dict:
+        """The audit log of a config without `audit.dir` goes to this test's own directory (the gateway's
+        default, /var/lib/mcp-gateway/audit, is for deployments)."""
+        return {"MCP_GATEWAY_AUDIT_DIR": str(self.dir / "audit")}
+
+    @property
+    def audit_dir(self) -> Path:
+        return self.dir / "audit"
 
     def gateway_fails(self, config_text: str, timeout: float = 15.0) -> str:
         """Run the gateway on a config that must be rejected at load: assert it exits non-zero; return its output."""
@@ -276,7 +286,8 @@ class Stack:
         cfg.write_text(config_text)
         try:
             cp = subprocess.run([str(self._gateway_bin()), "serve", "--config", str(cfg)], cwd=self.dir,
-                                stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+                                stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
+                                env={**os.environ, **self.gateway_env()})
         except subprocess.TimeoutExpired:  # run() has killed it
             pytest.fail(f"gateway did not exit within {timeout}s on an invalid config")
         (self.dir / "gateway.log").write_text(cp.stdout + cp.stderr)

@@ -32,6 +32,7 @@
 pub mod chain;
 pub mod query;
 pub mod record;
+pub mod stage;
 pub mod verify;
 mod writer;
 

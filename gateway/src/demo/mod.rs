@@ -79,6 +79,9 @@ tls:
   key_file: {d}/tls.key
 upstream:
   allowed_ips: [127.0.0.0/8]
+audit:
+  dir: {d}/audit
+  redact: digest
 policies:
   cache_dir: {d}/policy-cache
   modules:

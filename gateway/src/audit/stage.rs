@@ -1,0 +1,364 @@
+//! Stage 5b — audit: the decision for every message is recorded, and for an allowed request made durable,
+//! before anything is forwarded.
+//!
+//! [`Recorded`] — which the forwarder requires — can only be made here, from a [`Permitted`], once the
+//! decision record is covered by an `fdatasync` (or when the config turned auditing off explicitly). If the
+//! record cannot be written, the request is not forwarded. Refusals (by policy, by argument validation, or
+//! before any policy ran) and outcomes are queued without delaying the answer; they are never dropped.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::{
+    Arguments, AuditError, AuditLog, Decision, DecisionRecord, OutcomeRecord, PolicyResult, Record,
+    RefusalKind, RefusalRecord,
+};
+use crate::arguments::InvalidArguments;
+use crate::config::{AuditSettings, PolicyMode, Redact, RouteSpec};
+use crate::ctx::RequestCtx;
+use crate::mcp::{Inbound, McpError, Message};
+use crate::policy::verdict::{Answer, Outcome, Verdict};
+use crate::policy::{Permitted, Refused};
+use crate::reply::GatewayError;
+use crate::route::RouteError;
+use crate::upstream_gate::GateError;
+
+/// Proof that a permitted request's decision is durable in the audit log (or that auditing is off by
+/// explicit config). Private fields: only [`Auditor::record`] makes one.
+#[derive(Debug)]
+pub struct Recorded {
+    permitted: Permitted,
+    seq: Option<u64>,
+}
+
+impl Recorded {
+    pub fn permitted(&self) -> &Permitted {
+        &self.permitted
+    }
+
+    /// The audit sequence number of the (last) decision record; `None` when auditing is disabled.
+    pub fn seq(&self) -> Option<u64> {
+        self.seq
+    }
+}
+
+/// How one route redacts tool arguments.
+#[derive(Debug, Clone)]
+pub struct Redaction {
+    default: Redact,
+    tools: Arc<[(String, Redact)]>,
+}
+
+impl Redaction {
+    pub fn for_route(audit: Option<&AuditSettings>, route: &RouteSpec) -> Redaction {
+        let (default, tools) = match audit {
+            Some(a) => (route.redact.unwrap_or(a.redact), a.redact_tools.clone()),
+            None => (Redact::Omit, Vec::new()),
+        };
+        Redaction {
+            default,
+            tools: tools.into(),
+        }
+    }
+
+    fn mode(&self, tool: Option<&str>) -> Redact {
+        tool.and_then(|t| {
+            self.tools
+                .iter()
+                .find(|(glob, _)| glob_match(glob, t))
+                .map(|(_, m)| *m)
+        })
+        .unwrap_or(self.default)
+    }
+
+    fn apply(&self, tool: Option<&str>, args: Option<&Value>) -> Arguments {
+        match (args, self.mode(tool)) {
+            (None, _) | (_, Redact::Omit) => Arguments::Omitted,
+            (Some(a), Redact::Full) => Arguments::Full(a.clone()),
+            (Some(a), Redact::Digest) => Arguments::digest_of(a),
+        }
+    }
+}
+
+/// `*` any run, `?` one character, otherwise exact.
+fn glob_match(pattern: &str, name: &str) -> bool {
+    fn go(p: &[u8], n: &[u8]) -> bool {
+        match (p.first(), n.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => go(&p[1..], n) || (!n.is_empty() && go(p, &n[1..])),
+            (Some(b'?'), Some(_)) => go(&p[1..], &n[1..]),
+            (Some(a), Some(b)) if a == b => go(&p[1..], &n[1..]),
+            _ => false,
+        }
+    }
+    go(pattern.as_bytes(), name.as_bytes())
+}
+
+/// The audit stage: the log (absent when disabled) and how to write into it.
+#[derive(Clone)]
+pub struct Auditor {
+    log: Option<AuditLog>,
+}
+
+impl std::fmt::Debug for Auditor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auditor")
+            .field("enabled", &self.log.is_some())
+            .finish()
+    }
+}
+
+impl Auditor {
+    pub fn new(log: Option<AuditLog>) -> Auditor {
+        Auditor { log }
+    }
+
+    pub fn log(&self) -> Option<&AuditLog> {
+        self.log.as_ref()
+    }
+
+    /// Records the decision of a permitted request and waits until it is durable.
+    pub async fn record(
+        &self,
+        ctx: &RequestCtx,
+        redaction: &Redaction,
+        permitted: Permitted,
+    ) -> Result<Recorded, AuditError> {
+        let Some(log) = &self.log else {
+            return Ok(Recorded {
+                permitted,
+                seq: None,
+            });
+        };
+        let records = decision_records(ctx, redaction, permitted.inbound(), permitted.verdicts());
+        let mut seq = None;
+        for r in records {
+            seq = Some(log.append(Record::Decision(r)).await?.seq);
+        }
+        Ok(Recorded { permitted, seq })
+    }
+
+    /// Records a request the policy chain refused (queued; nothing is forwarded, so nothing waits).
+    pub fn refused(&self, ctx: &RequestCtx, redaction: &Redaction, refused: &Refused) {
+        let Some(log) = &self.log else { return };
+        for r in decision_records(ctx, redaction, &refused.inbound, &refused.verdicts) {
+            log.append_later(Record::Decision(r));
+        }
+    }
+
+    /// Records a `tools/call` refused by argument validation.
+    pub fn invalid_arguments(
+        &self,
+        ctx: &RequestCtx,
+        redaction: &Redaction,
+        inbound: &Inbound,
+        invalid: &InvalidArguments,
+    ) {
+        let Some(log) = &self.log else { return };
+        let Some(msg) = inbound.single_message() else {
+            return;
+        };
+        let mut r = base(ctx, redaction, msg);
+        r.decision = Decision::InvalidArguments;
+        r.reason = Some(invalid.errors.join("; "));
+        log.append_later(Record::Decision(r));
+    }
+
+    /// Records a request refused before any policy ran.
+    pub fn refusal(&self, ctx: &RequestCtx, err: &GatewayError) {
+        let Some(log) = &self.log else { return };
+        let Some(reason) = refusal_kind(err) else {
+            return;
+        };
+        log.append_later(Record::Refusal(RefusalRecord {
+            request_id: Some(ctx.id_str().to_owned()),
+            route: ctx.route.clone(),
+            host: ctx.host.clone(),
+            client: Some(ctx.conn.peer.to_string()),
+            reason,
+            detail: Some(crate::telemetry::error_chain(err)),
+        }));
+    }
+
+    /// Records what happened upstream (after the fact; never delays the answer).
+    pub fn outcome(&self, ctx: &RequestCtx, status: Option<u16>, error: Option<String>) {
+        let Some(log) = &self.log else { return };
+        log.append_later(Record::Outcome(OutcomeRecord {
+            request_id: ctx.id_str().to_owned(),
+            status,
+            latency_us: ctx.start.elapsed().as_micros() as u64,
+            is_error: None,
+            bytes: None,
+            error,
+        }));
+    }
+}
+
+fn refusal_kind(err: &GatewayError) -> Option<RefusalKind> {
+    Some(match err {
+        GatewayError::Route(RouteError::NoRoute { .. }) => RefusalKind::NoRoute,
+        GatewayError::Route(RouteError::SniMismatch { .. } | RouteError::MissingSni) => {
+            RefusalKind::SniMismatch
+        }
+        GatewayError::Route(_) => RefusalKind::NoRoute,
+        GatewayError::Gate(GateError::NotAllowed { .. }) => RefusalKind::IpNotAllowed,
+        GatewayError::Gate(_) => RefusalKind::ResolveFailed,
+        GatewayError::Mcp(McpError::MethodNotAllowed(_)) => RefusalKind::MethodNotAllowed,
+        GatewayError::Mcp(McpError::UnsupportedMediaType(_) | McpError::UnsupportedEncoding(_)) => {
+            RefusalKind::UnsupportedMediaType
+        }
+        GatewayError::Mcp(McpError::TooLarge { .. }) => RefusalKind::BodyTooLarge,
+        GatewayError::Mcp(McpError::BodyTimeout(_)) => RefusalKind::BodyTimeout,
+        GatewayError::Mcp(McpError::Parse(crate::mcp::ParseError::Json(_))) => {
+            RefusalKind::ParseError
+        }
+        GatewayError::Mcp(McpError::Parse(_)) => RefusalKind::InvalidJsonRpc,
+        GatewayError::Mcp(McpError::Header(_)) => RefusalKind::HeaderMismatch,
+        GatewayError::Mcp(McpError::BodyRead(_)) => RefusalKind::Other,
+        // Decided and recorded already; what went wrong upstream is an outcome record.
+        GatewayError::Forward(_) | GatewayError::Filter(_) => return None,
+        GatewayError::Audit(_) => RefusalKind::Other,
+    })
+}
+
+fn base(ctx: &RequestCtx, redaction: &Redaction, msg: &Message) -> DecisionRecord {
+    let method = msg
+        .method()
+        .map(str::to_owned)
+        .unwrap_or_else(|| "(response)".to_owned());
+    let params = msg.params();
+    let tool = match msg.method() {
+        Some("tools/call" | "prompts/get") => params
+            .and_then(|p| p.get("name"))
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        _ => None,
+    };
+    let args = match msg.method() {
+        Some("tools/call" | "prompts/get") => Some(
+            params
+                .and_then(|p| p.get("arguments"))
+                .cloned()
+                .unwrap_or(Value::Object(Default::default())),
+        ),
+        _ => None,
+    };
+    DecisionRecord {
+        request_id: ctx.id_str().to_owned(),
+        route: ctx.route.clone(),
+        host: ctx.host.clone(),
+        client: Some(ctx.conn.peer.to_string()),
+        principal: None,
+        session_id: ctx.session_id.clone(),
+        protocol_version: ctx.protocol_version.clone(),
+        method,
+        rpc_id: msg.id().map(|i| i.to_value()),
+        arguments: redaction.apply(tool.as_deref(), args.as_ref()),
+        tool,
+        policies: Vec::new(),
+        decision: Decision::Allow,
+        reason: None,
+    }
+}
+
+/// One decision record per message (one for a request without messages: GET stream, DELETE, discovery).
+fn decision_records(
+    ctx: &RequestCtx,
+    redaction: &Redaction,
+    inbound: &Inbound,
+    verdicts: &[Verdict],
+) -> Vec<DecisionRecord> {
+    let Inbound::Post { payload, .. } = inbound else {
+        let what = match inbound {
+            Inbound::OpenStream => "opens the server-to-client stream",
+            Inbound::Discovery => "fetches an OAuth discovery document",
+            _ => "ends the session",
+        };
+        return vec![DecisionRecord {
+            request_id: ctx.id_str().to_owned(),
+            route: ctx.route.clone(),
+            host: ctx.host.clone(),
+            client: Some(ctx.conn.peer.to_string()),
+            principal: None,
+            session_id: ctx.session_id.clone(),
+            protocol_version: ctx.protocol_version.clone(),
+            method: format!("HTTP {} {}", ctx.http_method, ctx.path),
+            rpc_id: None,
+            tool: None,
+            arguments: Arguments::Omitted,
+            policies: Vec::new(),
+            decision: Decision::Allow,
+            reason: Some(format!("no JSON-RPC message: the request {what}")),
+        }];
+    };
+    payload
+        .messages()
+        .iter()
+        .enumerate()
+        .map(|(i, msg)| {
+            let mut r = base(ctx, redaction, msg);
+            match verdicts.get(i) {
+                Some(v) => {
+                    r.policies = v.answers.iter().map(policy_result).collect();
+                    (r.decision, r.reason) = match &v.outcome {
+                        Outcome::Allow if v.answers.is_empty() => (
+                            Decision::Allow,
+                            Some("no policy applies (unpoliced route)".into()),
+                        ),
+                        Outcome::Allow => (Decision::Allow, None),
+                        Outcome::Deny { policy, reason } => {
+                            (Decision::Deny, Some(format!("{policy}: {reason}")))
+                        }
+                        Outcome::RequireApproval { policy, reason } => (
+                            Decision::RequireApproval,
+                            Some(format!("{policy}: {reason}")),
+                        ),
+                        Outcome::Hidden { policy, tool } => (
+                            Decision::Hidden,
+                            Some(format!("{policy}: tool {tool} is hidden")),
+                        ),
+                    };
+                }
+                None => r.reason = Some("no policies configured (drop-in mode)".into()),
+            }
+            r
+        })
+        .collect()
+}
+
+fn policy_result(a: &crate::policy::verdict::PolicyAnswer) -> PolicyResult {
+    let (answer, reason) = match &a.answer {
+        Answer::Failed(f) => (format!("failed:{}", f.kind()), Some(f.to_string())),
+        Answer::Deny(r) | Answer::RequireApproval(r) => {
+            (a.answer.label().to_owned(), Some(r.clone()))
+        }
+        other => (other.label().to_owned(), None),
+    };
+    PolicyResult {
+        name: a.policy.to_string(),
+        sha256: a.sha256.clone(),
+        settings_digest: a.settings_digest.clone(),
+        mode: match a.mode {
+            PolicyMode::Enforce => "enforce".into(),
+            PolicyMode::Monitor => "monitor".into(),
+        },
+        answer,
+        reason,
+        elapsed_us: a.elapsed.as_micros() as u64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_match;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("run_*", "run_sql"));
+        assert!(glob_match("*", ""));
+        assert!(glob_match("a?c", "abc"));
+        assert!(!glob_match("run_*", "xrun_sql"));
+        assert!(!glob_match("a?c", "ac"));
+    }
+}
