@@ -190,6 +190,7 @@ async fn run(
             Err(refused) => {
                 ctx.decision = Some(refused_label(&refused));
                 telemetry::policy_refusal(ctx, &refused);
+                gw.auditor.refused(ctx, &route.redaction, &refused);
                 return Ok(reply::policy_answer(ctx, &refused));
             }
         };

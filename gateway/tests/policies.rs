@@ -97,13 +97,15 @@ impl Gw {
         )
     }
 
-    async fn stop(mut self) {
+    /// Stops the gateway (which flushes and closes its audit log) and hands back its directory.
+    async fn stop(mut self) -> tempfile::TempDir {
         let _ = self.stop.take().unwrap().send(());
         tokio::time::timeout(Duration::from_secs(10), self.task)
             .await
             .unwrap()
             .unwrap()
             .unwrap();
+        self.dir
     }
 }
 
@@ -334,7 +336,22 @@ async fn approval_required_is_reported_and_not_forwarded() {
         seen.tool_calls.lock().unwrap().is_empty(),
         "the refused call reached the upstream"
     );
-    gw.stop().await;
+    let dir = gw.stop().await;
+    // The refusal is in the audit trail, with the policy that asked and its reason.
+    let log: String = std::fs::read_dir(dir.path().join("audit"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap_or_default())
+        .collect();
+    let rec = log
+        .lines()
+        .find(|l| l.contains("\"decision\":\"require_approval\""))
+        .expect("no require_approval decision record");
+    assert!(
+        rec.contains("\"tool\":\"delete_customer\"")
+            && rec.contains("\"name\":\"guard\"")
+            && rec.contains("delete_*"),
+        "{rec}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -408,8 +425,11 @@ async fn hostile_policies_fail_closed_while_another_route_keeps_serving() {
         wasm("tool_allowlist").display()
     ));
     for (mode, _) in modes {
+        // Only the endless loop should meet the deadline; the others get a generous one so that, on a loaded
+        // machine, they fail the way they are meant to (memory cap, trap, size check), not by timing out.
+        let timeout_ms = if mode == "loop" { 100 } else { 5000 };
         policies.push_str(&format!(
-            "    {mode}: {{ path: {}, settings: {{ mode: {mode}, oversized_bytes: 1048576 }}, limits: {{ memory_mb: 16, timeout_ms: 100 }} }}\n",
+            "    {mode}: {{ path: {}, settings: {{ mode: {mode}, oversized_bytes: 1048576 }}, limits: {{ memory_mb: 16, timeout_ms: {timeout_ms} }} }}\n",
             hostile.display()
         ));
         routes.push_str(&upstream_route(mode, &format!("[{mode}]")).await);

@@ -14,6 +14,7 @@
 #   TARGETS="direct nginx gateway"   subset to run
 #   NGINX_WORKERS=auto nginx worker_processes (auto = one per core, like the gateway's tokio runtime)
 #   SKIP_BUILD=1       use the existing target/release binaries
+#   GATEWAY_EXTRA_YAML appended to the gateway's config (e.g. a `policies:` block, `audit: {disabled: true}`)
 #   RESULTS=FILE       also copy the raw JSON lines (one per run) to FILE
 #   KEEP_TMP=1         keep the scratch directory (configs, certs, logs)
 #   GATEWAY_BIN, LOADGEN_BIN   override the binaries (default target/release/...)
@@ -195,6 +196,8 @@ log "upstream (mcp-gateway sample-upstream) on 127.0.0.1:$UPSTREAM_PORT"
 # Gateway.
 if [[ " $TARGETS " == *" gateway "* ]]; then
     cat >"$WORK/gateway.yaml" <<EOF
+    # Extra config for variants (policies, `audit: {disabled: true}`, …), appended verbatim.
+    if [[ -n "${GATEWAY_EXTRA_YAML:-}" ]]; then printf '%s\n' "$GATEWAY_EXTRA_YAML" >>"$WORK/gateway.yaml"; fi
 listen_addr: "127.0.0.1:$GATEWAY_PORT"
 log_level: warn
 tunnel_domain: $TUNNEL_DOMAIN
