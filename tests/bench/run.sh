@@ -196,8 +196,6 @@ log "upstream (mcp-gateway sample-upstream) on 127.0.0.1:$UPSTREAM_PORT"
 # Gateway.
 if [[ " $TARGETS " == *" gateway "* ]]; then
     cat >"$WORK/gateway.yaml" <<EOF
-    # Extra config for variants (policies, `audit: {disabled: true}`, …), appended verbatim.
-    if [[ -n "${GATEWAY_EXTRA_YAML:-}" ]]; then printf '%s\n' "$GATEWAY_EXTRA_YAML" >>"$WORK/gateway.yaml"; fi
 listen_addr: "127.0.0.1:$GATEWAY_PORT"
 log_level: warn
 tunnel_domain: $TUNNEL_DOMAIN
@@ -209,6 +207,8 @@ routes:
 upstream:
   allowed_ips: ["127.0.0.0/8"]
 EOF
+    # Extra config for variants (policies, `audit: {disabled: true}`, …), appended verbatim.
+    if [[ -n "${GATEWAY_EXTRA_YAML:-}" ]]; then printf '%s\n' "$GATEWAY_EXTRA_YAML" >>"$WORK/gateway.yaml"; fi
     # RUST_LOG would override log_level (per-request access logs would skew the result).
     env -u RUST_LOG MCP_GATEWAY_AUDIT_DIR="$WORK/audit" "$GATEWAY_BIN" serve --config "$WORK/gateway.yaml" >"$WORK/gateway.log" 2>&1 &
     PIDS+=($!); GATEWAY_PID=$!
