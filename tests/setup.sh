@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Creates the Python venvs the end-to-end tests need (idempotent; a no-op when already done).
-#   tests/.venv/mcp2 : mcp==2.3.0 + pytest (runs the suite and the modern/legacy 2.x clients and server_v2)
+#   tests/.venv/mcp2 : mcp==2.3.0 + pytest + jsonschema (runs the suite and the modern/legacy 2.x clients and server_v2)
 #   tests/.venv/mcp1 : mcp==1.30.0 (legacy-only server_v1 and client_v1)
 # A stamp file keyed by the pinned requirements makes a rerun skip pip entirely.
 set -euo pipefail
@@ -9,7 +9,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 venvs="$here/.venv"
 python="${PYTHON:-python3}"
 
-MCP2_REQS=(mcp==2.3.0 pytest==8.4.2 pytest-timeout==2.4.0 trustme==1.2.1)
+MCP2_REQS=(mcp==2.3.0 pytest==8.4.2 pytest-timeout==2.4.0 trustme==1.2.1 jsonschema==4.26.0)
 MCP1_REQS=(mcp==1.30.0)
 
 make_venv() {

@@ -204,10 +204,10 @@ def _check_venvs():
 
 
 def render_config(listen_port: int, certs: Certs, routes: dict[str, str], allowed_ips: list[str],
-                  log_level: str = "debug", policies: dict | None = None) -> str:
+                  log_level: str = "debug", policies: dict | None = None, audit: dict | None = None) -> str:
     """Gateway config YAML (Anthropic proxy schema). A route's value is written verbatim (a URL, or a flow
-    mapping such as `{upstream: ..., policies: [..]}`); `policies`, if given, becomes the `policies:` block
-    (written as JSON, which YAML reads as a flow mapping)."""
+    mapping such as `{upstream: ..., policies: [..]}`); `policies` and `audit`, if given, become the
+    `policies:` and `audit:` blocks (written as JSON, which YAML reads as a flow mapping)."""
     lines = [
         f'listen_addr: "127.0.0.1:{listen_port}"',
         f"log_level: {log_level}",
@@ -223,6 +223,8 @@ def render_config(listen_port: int, certs: Certs, routes: dict[str, str], allowe
     ]
     if policies is not None:
         lines.append(f"policies: {json.dumps(policies)}")
+    if audit is not None:
+        lines.append(f"audit: {json.dumps(audit)}")
     return "\n".join(lines) + "\n"
 
 
@@ -236,31 +238,34 @@ class Stack:
         self.procs: list[Proc] = []
         self._closers = []
 
-    def upstream(self, kind: str = "v2") -> Upstream:
-        """Start tests/peers/server_<kind>.py on a free port and wait for it to listen."""
+    def upstream(self, kind: str = "v2", env: dict | None = None) -> Upstream:
+        """Start tests/peers/server_<kind>.py on a free port and wait for it to listen (`env`: extra variables,
+        e.g. MCP_RECORD_AUDIT_DIR, see peers/recorder.py)."""
         python = {"v2": VENV_MCP2, "v1": VENV_MCP1}[kind]
         port = free_port()
         n = sum(1 for p in self.procs if p.name.startswith("upstream"))
         rec = self.dir / f"upstream-{kind}-{n}.requests.jsonl"
         proc = Proc(f"upstream-{kind}-{n}", [str(python), str(PEERS / f"server_{kind}.py"), str(port), str(rec)],
-                    self.dir / f"upstream-{kind}-{n}.log", cwd=PEERS)
+                    self.dir / f"upstream-{kind}-{n}.log", cwd=PEERS, env=env)
         self.procs.append(proc)
         proc.wait_port(port)
         return Upstream(kind, port, rec, proc)
 
     def gateway(self, routes: dict[str, str] | None = None, allowed_ips=("127.0.0.0/8",),
                 config_text: str | None = None, port: int | None = None,
-                policies: dict | None = None) -> Gateway:
+                policies: dict | None = None, audit: dict | None = None, name: str = "gateway") -> Gateway:
         """Write a config (or use `config_text` verbatim, listening on `port`) and start the gateway.
-        `policies` is the config's `policies:` block (see `render_config`)."""
+        `policies` and `audit` are the config's `policies:` and `audit:` blocks (see `render_config`); `name`
+        names the config and log files (`<name>.yaml`, `<name>.log`), e.g. for a second gateway or a restart."""
         binary = self._gateway_bin()
         if config_text is None:
-            port = free_port()
-            config_text = render_config(port, self.certs, routes or {}, list(allowed_ips), policies=policies)
+            port = port or free_port()
+            config_text = render_config(port, self.certs, routes or {}, list(allowed_ips), policies=policies,
+                                        audit=audit)
         assert port is not None, "config_text needs the port it listens on"
-        cfg = self.dir / "gateway.yaml"
+        cfg = self.dir / f"{name}.yaml"
         cfg.write_text(config_text)
-        proc = Proc("gateway", [str(binary), "serve", "--config", str(cfg)], self.dir / "gateway.log", cwd=self.dir,
+        proc = Proc(name, [str(binary), "serve", "--config", str(cfg)], self.dir / f"{name}.log", cwd=self.dir,
                     env=self.gateway_env())
         self.procs.append(proc)
         proc.wait_port(port)

@@ -3,13 +3,31 @@
 Each line: {"request_id": <X-Gateway-Request-Id or null>, "http_method", "path", "host",
 "rpc_method", "rpc_name", "rpc_id", "protocol_version"}. The tests read it to check what the gateway
 forwarded (and that refused requests never arrived). Stdlib only: imported by both mcp venvs.
+
+With $MCP_RECORD_AUDIT_DIR set (the gateway's audit directory), each line also has "audit_before": whether
+a record naming that request id was already in the audit log's files when the request arrived here.
 """
 
 import json
 import os
 import threading
+from pathlib import Path
 
 _lock = threading.Lock()
+
+
+def audit_has(audit_dir, request_id, tail_bytes=1 << 17):
+    """Whether any audit segment in `audit_dir` contains `"request_id":"<id>"` (newest segment's tail first)."""
+    if not request_id:
+        return False
+    needle = f'"request_id":"{request_id}"'.encode()
+    segs = sorted(Path(audit_dir).glob("audit-*.jsonl"), reverse=True)
+    if segs:
+        with open(segs[0], "rb") as f:
+            f.seek(max(0, segs[0].stat().st_size - tail_bytes))
+            if needle in f.read():
+                return True
+    return any(needle in seg.read_bytes() for seg in segs)
 
 
 def _header(scope, name):
@@ -60,6 +78,9 @@ class RecordRequests:
             "rpc_id": rpc_id,
             "protocol_version": _header(scope, "mcp-protocol-version"),
         }
+        audit_dir = os.environ.get("MCP_RECORD_AUDIT_DIR")
+        if audit_dir:
+            entry["audit_before"] = audit_has(audit_dir, entry["request_id"])
         with _lock, open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(entry) + "\n")
 
