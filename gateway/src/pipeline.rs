@@ -139,7 +139,9 @@ async fn run(
 ) -> Result<Response<Body>, GatewayError> {
     let (parts, body) = req.into_parts();
 
-    // Route: Host (or :authority) must route, and to the same route as the TLS SNI.
+    // Route: Host (or :authority) must route, and to the same route as the TLS SNI. The host is noted
+    // first, so a refusal's log line and audit record name it too.
+    ctx.host = request_host(&parts).and_then(|h| crate::route::normalize_host(h).ok());
     let (id, host) = gw
         .table
         .route(request_host(&parts), ctx.conn.sni.as_deref())?;

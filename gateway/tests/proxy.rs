@@ -1026,6 +1026,10 @@ async fn every_forwarded_request_is_recorded_before_the_upstream_sees_it() {
         refusal.contains("\"kind\":\"refusal\"") && refusal.contains("no_route"),
         "{refusal}"
     );
+    assert!(
+        refusal.contains(&format!("\"host\":\"nope.{TD}\"")),
+        "the refused host is recorded: {refusal}"
+    );
     assert_eq!(
         text.lines()
             .filter(|l| l.contains("\"kind\":\"outcome\""))
