@@ -182,36 +182,17 @@ impl UpstreamClient {
             }
             let id = format!("mcp-gateway-catalogue-{page}");
             let body = serde_json::json!({"jsonrpc": "2.0", "id": id, "method": "tools/list", "params": params}).to_string();
-            let mut req = Request::builder()
-                .method(http::Method::POST)
-                .uri(self.uri(addr, client.uri.path())?)
-                .body(Full::new(Bytes::from(body)))?;
-            let h = req.headers_mut();
-            for name in ["mcp-session-id", "mcp-protocol-version", "authorization"] {
-                if let Some(v) = client.headers.get(name) {
-                    h.insert(HeaderName::from_static(name), v.clone());
-                }
-            }
-            if meta.is_some() {
-                h.insert(
-                    HeaderName::from_static("mcp-method"),
-                    HeaderValue::from_static("tools/list"),
-                );
-            }
-            h.insert(header::HOST, self.host_header.clone());
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            h.insert(
-                header::ACCEPT,
-                HeaderValue::from_static("application/json, text/event-stream"),
-            );
-            h.insert(HeaderName::from_static(REQUEST_ID_HEADER), ctx.id.clone());
-            let resp = tokio::time::timeout(self.response_timeout, self.client.request(req))
-                .await
-                .map_err(|_| FetchError::Upstream("timed out".into()))?
-                .map_err(|e| FetchError::Upstream(e.to_string()))?;
+            let mcp_method = meta.is_some().then_some("tools/list");
+            let resp = self
+                .post_internal(
+                    addr,
+                    client.uri.path(),
+                    &client.headers,
+                    Some(&ctx.id),
+                    mcp_method,
+                    body,
+                )
+                .await?;
             if !resp.status().is_success() {
                 return Err(FetchError::Upstream(format!("HTTP {}", resp.status())));
             }
@@ -274,20 +255,42 @@ impl UpstreamClient {
         body: String,
     ) -> Result<http::StatusCode, FetchError> {
         let addr = *addrs.addrs().first().expect("GatedAddrs is never empty");
+        let id = client.get(REQUEST_ID_HEADER).cloned();
+        Ok(self
+            .post_internal(addr, path, client, id.as_ref(), None, body)
+            .await?
+            .status())
+    }
+
+    /// A POST the gateway itself makes on the client's session: the client's session id, protocol version and
+    /// credentials go along, with the gateway request id and (modern era) the `Mcp-Method` header.
+    async fn post_internal(
+        &self,
+        addr: SocketAddr,
+        path: &str,
+        client: &HeaderMap,
+        request_id: Option<&HeaderValue>,
+        mcp_method: Option<&'static str>,
+        body: String,
+    ) -> Result<Response<Incoming>, FetchError> {
         let mut req = Request::builder()
             .method(http::Method::POST)
             .uri(self.uri(addr, path)?)
             .body(Full::new(Bytes::from(body)))?;
         let h = req.headers_mut();
-        for name in [
-            "mcp-session-id",
-            "mcp-protocol-version",
-            "authorization",
-            REQUEST_ID_HEADER,
-        ] {
+        for name in ["mcp-session-id", "mcp-protocol-version", "authorization"] {
             if let Some(v) = client.get(name) {
                 h.insert(HeaderName::from_static(name), v.clone());
             }
+        }
+        if let Some(id) = request_id {
+            h.insert(HeaderName::from_static(REQUEST_ID_HEADER), id.clone());
+        }
+        if let Some(m) = mcp_method {
+            h.insert(
+                HeaderName::from_static("mcp-method"),
+                HeaderValue::from_static(m),
+            );
         }
         h.insert(header::HOST, self.host_header.clone());
         h.insert(
@@ -298,11 +301,10 @@ impl UpstreamClient {
             header::ACCEPT,
             HeaderValue::from_static("application/json, text/event-stream"),
         );
-        let resp = tokio::time::timeout(self.response_timeout, self.client.request(req))
+        tokio::time::timeout(self.response_timeout, self.client.request(req))
             .await
             .map_err(|_| FetchError::Upstream("timed out".into()))?
-            .map_err(|e| FetchError::Upstream(e.to_string()))?;
-        Ok(resp.status())
+            .map_err(|e| FetchError::Upstream(e.to_string()))
     }
 
     fn uri(&self, addr: SocketAddr, path: &str) -> Result<Uri, http::Error> {

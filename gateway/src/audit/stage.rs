@@ -245,6 +245,16 @@ fn base(ctx: &RequestCtx, redaction: &Redaction, msg: &Message) -> DecisionRecor
         _ => None,
     };
     DecisionRecord {
+        rpc_id: msg.id().map(|i| i.to_value()),
+        arguments: redaction.apply(tool.as_deref(), args.as_ref()),
+        tool,
+        ..envelope(ctx, method)
+    }
+}
+
+/// What every decision record of a request carries: who, where, which session; decision `allow` until set.
+fn envelope(ctx: &RequestCtx, method: String) -> DecisionRecord {
+    DecisionRecord {
         request_id: ctx.id_str().to_owned(),
         route: ctx.route.clone(),
         host: ctx.host.clone(),
@@ -253,9 +263,9 @@ fn base(ctx: &RequestCtx, redaction: &Redaction, msg: &Message) -> DecisionRecor
         session_id: ctx.session_id.clone(),
         protocol_version: ctx.protocol_version.clone(),
         method,
-        rpc_id: msg.id().map(|i| i.to_value()),
-        arguments: redaction.apply(tool.as_deref(), args.as_ref()),
-        tool,
+        rpc_id: None,
+        tool: None,
+        arguments: Arguments::Omitted,
         policies: Vec::new(),
         decision: Decision::Allow,
         reason: None,
@@ -276,20 +286,8 @@ fn decision_records(
             _ => "ends the session",
         };
         return vec![DecisionRecord {
-            request_id: ctx.id_str().to_owned(),
-            route: ctx.route.clone(),
-            host: ctx.host.clone(),
-            client: Some(ctx.conn.peer.to_string()),
-            principal: None,
-            session_id: ctx.session_id.clone(),
-            protocol_version: ctx.protocol_version.clone(),
-            method: format!("HTTP {} {}", ctx.http_method, ctx.path),
-            rpc_id: None,
-            tool: None,
-            arguments: Arguments::Omitted,
-            policies: Vec::new(),
-            decision: Decision::Allow,
             reason: Some(format!("no JSON-RPC message: the request {what}")),
+            ..envelope(ctx, format!("HTTP {} {}", ctx.http_method, ctx.path))
         }];
     };
     payload
