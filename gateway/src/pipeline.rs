@@ -214,23 +214,28 @@ async fn run(
                 modern: permitted.inbound().is_modern(),
             }
         });
-    let mut client_headers = parts.headers.clone();
-    client_headers.insert(HeaderName::from_static(REQUEST_ID_HEADER), ctx.id.clone());
-    let path = parts.uri.path().to_owned();
+    // What answering the server on the client's behalf needs (only on policed routes: no per-request copy
+    // of the headers otherwise).
+    let session = policed.then(|| {
+        let mut headers = parts.headers.clone();
+        headers.insert(HeaderName::from_static(REQUEST_ID_HEADER), ctx.id.clone());
+        (headers, parts.uri.path().to_owned())
+    });
     // Audit: the decision is durable before anything is forwarded; if it cannot be written, nothing is.
     let recorded: Recorded = gw.auditor.record(ctx, &route.redaction, permitted).await?;
     let resp = route.client.send(ctx, &addrs, recorded, parts).await?;
     ctx.upstream_status = Some(resp.status().as_u16());
     gw.auditor.outcome(ctx, ctx.upstream_status, None);
-    if !policed || (list.is_none() && !crate::filter::is_sse(&resp)) {
+    let Some((headers, path)) = session.filter(|_| list.is_some() || crate::filter::is_sse(&resp))
+    else {
         return Ok(resp.map(|b| b.boxed()));
-    }
+    };
     let police = crate::filter::server_requests::Police {
         chain: route.policy.clone(),
         context: crate::policy::view::context(ctx),
         client: route.client.clone(),
         addrs,
-        headers: client_headers,
+        headers,
         path,
     };
     Ok(crate::filter::apply(resp, crate::filter::ResponseFilter { list, police }).await?)
