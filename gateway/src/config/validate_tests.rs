@@ -1,0 +1,309 @@
+//! Tests of config validation: every mistake a user makes gets a message that says what to change.
+
+use super::*;
+
+const ANTHROPIC_DOC: &str = r#"
+listen_addr: ":8080"            # Go-style ":port" means all interfaces
+log_level: info                 # debug | info | warn | error
+shutdown_timeout: 30s           # drain in-flight requests on SIGTERM
+tunnel_domain: abcd1234.tunnel.anthropic.com
+tls:
+  cert_file: /data/tls.crt
+  key_file: /data/tls.key
+routes:                         # a MAP: key = bare subdomain or full hostname; value = scheme://host:port
+  docs: http://docs-mcp.example.corp:8080
+  search: http://10.0.12.7:9000
+upstream:
+  allowed_ips: [10.0.0.0/8]     # REPLACES the default (10/8, 172.16/12, 192.168/16); CIDR or single address
+  # disable_ip_validation: false   # mutually exclusive with allowed_ips
+  # tls: { ca_file: /data/upstream-ca.pem, include_system_cas: false }   # for https:// upstreams
+"#;
+
+fn load(text: &str) -> Result<Config, String> {
+    from_yaml(text, Path::new("config.yaml")).map_err(|e| e.to_string())
+}
+
+fn base(extra: &str) -> String {
+    format!("tunnel_domain: t.example\ntls: {{cert_file: c, key_file: k}}\n{extra}")
+}
+
+#[test]
+fn anthropic_documented_config_loads_unchanged() {
+    let c = load(ANTHROPIC_DOC).unwrap();
+    assert_eq!(c.listen, "0.0.0.0:8080".parse().unwrap());
+    assert_eq!(c.shutdown_timeout, Duration::from_secs(30));
+    assert_eq!(
+        c.tunnel_domain.as_deref(),
+        Some("abcd1234.tunnel.anthropic.com")
+    );
+    assert_eq!(c.routes.len(), 2);
+    assert_eq!(c.routes[0].key, "docs");
+    assert_eq!(
+        c.routes[0].upstream.authority(),
+        "docs-mcp.example.corp:8080"
+    );
+    assert_eq!(
+        c.ip_policy,
+        IpPolicy::Allowed(vec!["10.0.0.0/8".parse().unwrap()])
+    );
+}
+
+#[test]
+fn routes_as_a_list_explains_the_map_shape() {
+    let e = load(&base("routes:\n  - docs: http://10.0.0.1:80\n")).unwrap_err();
+    assert!(
+        e.contains("routes must be a map of host → upstream URL"),
+        "{e}"
+    );
+    assert!(e.contains("config.yaml:4:"), "position missing: {e}");
+}
+
+#[test]
+fn upstream_with_path_or_without_port_is_rejected() {
+    let e = load(&base("routes: {docs: http://10.0.0.1:80/mcp}")).unwrap_err();
+    assert!(
+        e.contains("invalid upstream") && e.contains("path `/mcp`"),
+        "{e}"
+    );
+    let e = load(&base("routes: {docs: http://10.0.0.1}")).unwrap_err();
+    assert!(
+        e.contains("must be scheme://host:port") && e.contains("no port"),
+        "{e}"
+    );
+    let e = load(&base("routes: {docs: ftp://10.0.0.1:21}")).unwrap_err();
+    assert!(e.contains("scheme `ftp`"), "{e}");
+    assert!(load(&base("routes: {docs: 'http://10.0.0.1:80/'}")).is_ok());
+    let c = load(&base("routes: {docs: 'http://[fd00::1]:80'}")).unwrap();
+    assert_eq!(c.routes[0].upstream.authority(), "[fd00::1]:80");
+}
+
+#[test]
+fn unknown_key_suggests_the_nearest_one() {
+    let e = load(&base(
+        "listen_adr: ':1'\nroutes: {docs: http://10.0.0.1:80}",
+    ))
+    .unwrap_err();
+    assert!(
+        e.contains("unknown field `listen_adr`") && e.contains("did you mean `listen_addr`?"),
+        "{e}"
+    );
+    let e = load(&base(
+        "routes: {docs: http://10.0.0.1:80}\nupstream: {allowed_ip: [10.0.0.0/8]}",
+    ))
+    .unwrap_err();
+    assert!(e.contains("did you mean `allowed_ips`?"), "{e}");
+    let e = load(&base("routes: {docs: {upstrem: 'http://10.0.0.1:80'}}")).unwrap_err();
+    assert!(e.contains("did you mean `upstream`?"), "{e}");
+}
+
+#[test]
+fn allowed_ips_and_disable_are_mutually_exclusive() {
+    let e = load(&base("routes: {docs: http://10.0.0.1:80}\nupstream: {allowed_ips: [10.0.0.0/8], disable_ip_validation: true}")).unwrap_err();
+    assert!(e.contains("mutually exclusive"), "{e}");
+    let c = load(&base(
+        "routes: {docs: http://10.0.0.1:80}\nupstream: {disable_ip_validation: true}",
+    ))
+    .unwrap();
+    assert_eq!(c.ip_policy, IpPolicy::Disabled);
+}
+
+#[test]
+fn allowed_ips_accepts_single_addresses_and_ipv6() {
+    let c = load(&base("routes: {docs: http://10.0.0.1:80}\nupstream: {allowed_ips: [127.0.0.1, 'fd00::/8', 10.1.2.3/8]}")).unwrap();
+    let IpPolicy::Allowed(nets) = c.ip_policy else {
+        panic!()
+    };
+    let expect: Vec<IpNet> = ["127.0.0.1/32", "fd00::/8", "10.0.0.0/8"]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+    assert_eq!(nets, expect);
+    let e = load(&base(
+        "routes: {docs: http://10.0.0.1:80}\nupstream: {allowed_ips: [nonsense]}",
+    ))
+    .unwrap_err();
+    assert!(e.contains("`nonsense` is neither"), "{e}");
+}
+
+#[test]
+fn https_upstream_needs_a_trust_anchor() {
+    let e = load(&base("routes: {docs: https://10.0.0.1:443}")).unwrap_err();
+    assert!(e.contains("no trust anchor"), "{e}");
+    assert!(
+        load(&base(
+            "routes: {docs: https://10.0.0.1:443}\nupstream: {tls: {include_system_cas: true}}"
+        ))
+        .is_ok()
+    );
+}
+
+#[test]
+fn bare_key_without_tunnel_domain_is_explained() {
+    let e =
+        load("tls: {cert_file: c, key_file: k}\nroutes: {docs: http://10.0.0.1:80}").unwrap_err();
+    assert!(e.contains("tunnel_domain` is not set"), "{e}");
+}
+
+#[test]
+fn missing_tls_and_routes_are_explained() {
+    let e = load("routes: {a.b: http://10.0.0.1:80}").unwrap_err();
+    assert!(
+        e.contains("`tls`") && e.contains("cert_file: /data/tls.crt"),
+        "{e}"
+    );
+    let e = load("tls: {cert_file: c, key_file: k}").unwrap_err();
+    assert!(e.contains("no routes configured"), "{e}");
+}
+
+#[test]
+fn durations_and_listen_forms() {
+    let c = load(&base(
+        "routes: {docs: http://10.0.0.1:80}\nshutdown_timeout: 1m30s\nlisten_addr: '[::1]:9443'",
+    ))
+    .unwrap();
+    assert_eq!(c.shutdown_timeout, Duration::from_secs(90));
+    assert_eq!(c.listen, "[::1]:9443".parse().unwrap());
+    let e = load(&base(
+        "routes: {docs: http://10.0.0.1:80}\nshutdown_timeout: soon",
+    ))
+    .unwrap_err();
+    assert!(
+        e.contains("shutdown_timeout") && e.contains("not a duration"),
+        "{e}"
+    );
+}
+
+#[test]
+fn same_host_twice_is_rejected() {
+    let e = load(&base(
+        "routes: {docs: http://10.0.0.1:80, docs.t.example: http://10.0.0.2:80}",
+    ))
+    .unwrap_err();
+    assert!(e.contains("name the same host"), "{e}");
+}
+
+const POLICIES: &str = "policies:\n  modules:\n    allowlist: { path: /p/a.wasm, settings: { allow: [\"search_*\"] } }\n    guard: { path: /p/g.wasm, sha256: \"AB00000000000000000000000000000000000000000000000000000000000000\", mode: monitor, limits: { memory_mb: 8, timeout_ms: 20, fuel: 1000000 } }\n";
+
+#[test]
+fn policies_block_with_default_and_route_chains() {
+    let c = load(&base(&format!("{POLICIES}  default: [guard]\nroutes:\n  docs: http://10.0.0.1:80\n  crm: {{ upstream: 'http://10.0.0.2:80', policies: [allowlist, guard], validate_arguments: false }}\n  open: {{ upstream: 'http://10.0.0.3:80', policies: [] }}"))).unwrap();
+    let chain = |k: &str| {
+        c.routes
+            .iter()
+            .find(|r| r.key == k)
+            .unwrap()
+            .policies
+            .clone()
+    };
+    assert_eq!(chain("docs"), ["guard"]);
+    assert_eq!(chain("crm"), ["allowlist", "guard"]);
+    assert!(chain("open").is_empty());
+    assert!(
+        !c.routes
+            .iter()
+            .find(|r| r.key == "crm")
+            .unwrap()
+            .validate_arguments
+    );
+    let p = c.policies.unwrap();
+    let guard = p.modules.iter().find(|m| m.name == "guard").unwrap();
+    assert_eq!(guard.mode, PolicyMode::Monitor);
+    assert_eq!(
+        guard.sha256.as_deref(),
+        Some(&*format!("ab{}", "0".repeat(62)))
+    );
+    assert_eq!(
+        guard.limits,
+        ModuleLimits {
+            memory_bytes: 8 << 20,
+            timeout: Duration::from_millis(20),
+            fuel: Some(1_000_000)
+        }
+    );
+    let allow = p.modules.iter().find(|m| m.name == "allowlist").unwrap();
+    assert_eq!(allow.settings, r#"{"allow":["search_*"]}"#);
+}
+
+#[test]
+fn nothing_falls_open_silently() {
+    let e = load(&base(&format!(
+        "{POLICIES}routes:\n  docs: http://10.0.0.1:80"
+    )))
+    .unwrap_err();
+    assert!(
+        e.contains("routes.docs")
+            && e.contains("has no policy chain")
+            && e.contains("policies: []"),
+        "{e}"
+    );
+    let e = load(&base(&format!(
+        "{POLICIES}  default: [gaurd]\nroutes:\n  docs: http://10.0.0.1:80"
+    )))
+    .unwrap_err();
+    assert!(
+        e.contains("`gaurd`") && e.contains("did you mean `guard`?"),
+        "{e}"
+    );
+    let e = load(&base(
+        "routes:\n  docs: { upstream: 'http://10.0.0.1:80', policies: [x] }",
+    ))
+    .unwrap_err();
+    assert!(e.contains("no `policies:` block"), "{e}");
+    let c = load(&base("routes: {docs: 'http://10.0.0.1:80'}")).unwrap();
+    assert!(
+        c.policies.is_none(),
+        "an Anthropic config has no policies block"
+    );
+}
+
+#[test]
+fn module_mistakes_are_explained() {
+    let bad = |m: &str| {
+        load(&base(&format!("policies:\n  modules:\n    g: {m}\n  default: [g]\nroutes: {{docs: 'http://10.0.0.1:80'}}"))).unwrap_err()
+    };
+    assert!(bad("{ path: /g.wasm, sha256: abc }").contains("64 hex digits"));
+    assert!(bad("{ path: /g.wasm, mode: audit }").contains("enforce, monitor"));
+    assert!(bad("{ path: /g.wasm, limits: { memory_mb: 0 } }").contains("outside 1..="));
+    assert!(
+        bad("{ path: /g.wasm, limits: { timeout: 5 } }").contains("did you mean `timeout_ms`?")
+    );
+}
+
+#[test]
+fn audit_block_defaults_and_overrides() {
+    let c = load(&base("routes: {docs: 'http://10.0.0.1:80'}")).unwrap();
+    let a = c.audit.unwrap();
+    assert_eq!(
+        (a.dir.to_str().unwrap(), a.dir_configured, a.redact),
+        (DEFAULT_AUDIT_DIR, false, Redact::Digest)
+    );
+    let c = load(&base("routes: {docs: {upstream: 'http://10.0.0.1:80', redact: full}}\naudit: {dir: /tmp/a, redact: omit, redact_tools: {'run_*': full}, retention: 30d, signing_key_file: /k.pem}")).unwrap();
+    let a = c.audit.unwrap();
+    assert_eq!(
+        (a.redact, a.redact_tools.clone(), a.retention),
+        (
+            Redact::Omit,
+            vec![("run_*".to_owned(), Redact::Full)],
+            Some(Duration::from_secs(30 * 86400))
+        )
+    );
+    assert_eq!(c.routes[0].redact, Some(Redact::Full));
+    assert!(
+        load(&base(
+            "routes: {docs: 'http://10.0.0.1:80'}\naudit: {disabled: true}"
+        ))
+        .unwrap()
+        .audit
+        .is_none()
+    );
+    let e = load(&base(
+        "routes: {docs: 'http://10.0.0.1:80'}\naudit: {redact: hash}",
+    ))
+    .unwrap_err();
+    assert!(e.contains("full, digest, omit"), "{e}");
+    let e = load(&base(
+        "routes: {docs: 'http://10.0.0.1:80'}\naudit: {dri: /x}",
+    ))
+    .unwrap_err();
+    assert!(e.contains("did you mean `dir`?"), "{e}");
+}
