@@ -1,7 +1,6 @@
 //! The policy engine end to end, in-process: real TLS, the sample MCP upstream, and the real policy
 //! components built from `policies/` (run `bash policies/build.sh` first; `tests/run.sh` does).
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,11 +8,12 @@ use std::time::{Duration, Instant};
 
 use http::StatusCode;
 use http_body_util::BodyExt;
-use mcp_gateway::demo::client::{PinnedClient, post};
+use mcp_gateway::demo::client::post;
 use mcp_gateway::demo::upstream;
 use serde_json::{Value, json};
 
-const TD: &str = "t.example.test";
+mod common;
+use common::{Gw, TD};
 
 fn wasm(name: &str) -> PathBuf {
     let dir = std::env::var_os("MCP_POLICY_DIR")
@@ -28,13 +28,6 @@ fn wasm(name: &str) -> PathBuf {
         p.display()
     );
     p
-}
-
-struct Gw {
-    dir: tempfile::TempDir,
-    addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 async fn bind(policies: &str, routes: &str) -> anyhow::Result<Gw> {
@@ -63,50 +56,28 @@ async fn bind(policies: &str, routes: &str) -> anyhow::Result<Gw> {
     })
 }
 
-impl Gw {
-    fn client(&self, route: &str) -> PinnedClient {
-        let ca = std::fs::read(self.dir.path().join("ca.crt")).unwrap();
-        PinnedClient::new(self.addr, &format!("{route}.{TD}"), &ca).unwrap()
-    }
-
-    async fn call(
-        &self,
-        route: &str,
-        body: Value,
-        headers: &[(&str, &str)],
-    ) -> (StatusCode, Value) {
-        let resp = self
-            .client(route)
-            .send(post(
-                &format!("{route}.{TD}"),
-                "/mcp",
-                body.to_string(),
-                headers,
-            ))
-            .await
-            .unwrap();
-        let status = resp.status();
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        (
-            status,
-            if bytes.is_empty() {
-                Value::Null
-            } else {
-                serde_json::from_slice(&bytes).unwrap()
-            },
-        )
-    }
-
-    /// Stops the gateway (which flushes and closes its audit log) and hands back its directory.
-    async fn stop(mut self) -> tempfile::TempDir {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(Duration::from_secs(10), self.task)
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        self.dir
-    }
+/// One JSON-RPC POST through the gateway on `route`; the status and the parsed JSON body.
+async fn call(gw: &Gw, route: &str, body: Value, headers: &[(&str, &str)]) -> (StatusCode, Value) {
+    let resp = gw
+        .client(route)
+        .send(post(
+            &format!("{route}.{TD}"),
+            "/mcp",
+            body.to_string(),
+            headers,
+        ))
+        .await
+        .unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap()
+        },
+    )
 }
 
 fn tool_call(id: u64, name: &str, args: Value) -> Value {
@@ -149,17 +120,17 @@ async fn allowlist_hides_tools_and_refuses_hidden_calls() {
         .await
         .unwrap();
     // A hidden tool is refused even though the client never listed.
-    let (status, v) = gw
-        .call(
-            "crm",
-            tool_call(1, "delete_customer", json!({"id": "c-1"})),
-            &[],
-        )
-        .await;
+    let (status, v) = call(
+        &gw,
+        "crm",
+        tool_call(1, "delete_customer", json!({"id": "c-1"})),
+        &[],
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(v["error"]["code"], -32602, "{v}");
     assert_eq!(v["error"]["message"], "Unknown tool: delete_customer");
-    let (_, v) = gw.call("crm", list(2), &[]).await;
+    let (_, v) = call(&gw, "crm", list(2), &[]).await;
     let names: Vec<&str> = v["result"]["tools"]
         .as_array()
         .unwrap()
@@ -171,13 +142,13 @@ async fn allowlist_hides_tools_and_refuses_hidden_calls() {
         v["result"].get("cacheScope").is_none(),
         "legacy results are not given modern fields"
     );
-    let (status, v) = gw
-        .call(
-            "crm",
-            tool_call(3, "search_docs", json!({"query": "refunds"})),
-            &[],
-        )
-        .await;
+    let (status, v) = call(
+        &gw,
+        "crm",
+        tool_call(3, "search_docs", json!({"query": "refunds"})),
+        &[],
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert!(text(&v).contains("results for \"refunds\""), "{v}");
     gw.stop().await;
@@ -196,7 +167,7 @@ async fn modern_tools_list_is_filtered_and_marked_private_as_json_and_as_sse() {
         ("mcp-protocol-version", "2026-07-28"),
         ("mcp-method", "tools/list"),
     ];
-    let (status, v) = gw.call("crm", list(1), &modern).await;
+    let (status, v) = call(&gw, "crm", list(1), &modern).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(v["result"]["tools"].as_array().unwrap().len(), 1);
     assert_eq!(v["result"]["cacheScope"], "private");
@@ -253,22 +224,22 @@ async fn mutation_guard_denies_with_is_error_using_fetched_annotations() {
         .unwrap();
     // No tools/list yet: the gateway fetches the catalogue itself, so get_customer's readOnlyHint is known
     // (an unknown tool would count as destructive and be denied).
-    let (status, v) = gw
-        .call(
-            "crm",
-            tool_call(1, "get_customer", json!({"id": "c-7"})),
-            &[],
-        )
-        .await;
+    let (status, v) = call(
+        &gw,
+        "crm",
+        tool_call(1, "get_customer", json!({"id": "c-7"})),
+        &[],
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(v["result"]["structuredContent"]["id"], "c-7", "{v}");
-    let (status, v) = gw
-        .call(
-            "crm",
-            tool_call(2, "delete_customer", json!({"id": "c-1"})),
-            &[],
-        )
-        .await;
+    let (status, v) = call(
+        &gw,
+        "crm",
+        tool_call(2, "delete_customer", json!({"id": "c-1"})),
+        &[],
+    )
+    .await;
     assert_eq!(
         status,
         StatusCode::OK,
@@ -288,13 +259,13 @@ async fn mutation_guard_denies_with_is_error_using_fetched_annotations() {
         ("mcp-method", "tools/call"),
         ("mcp-name", "delete_customer"),
     ];
-    let (_, v) = gw
-        .call(
-            "crm",
-            tool_call(3, "delete_customer", json!({"id": "c-1"})),
-            &modern,
-        )
-        .await;
+    let (_, v) = call(
+        &gw,
+        "crm",
+        tool_call(3, "delete_customer", json!({"id": "c-1"})),
+        &modern,
+    )
+    .await;
     assert_eq!(
         (
             v["result"]["isError"].as_bool(),
@@ -314,13 +285,13 @@ async fn approval_required_is_reported_and_not_forwarded() {
     );
     let (route, seen) = sample_route("crm", "[guard]").await;
     let gw = bind(&policies, &route).await.unwrap();
-    let (_, v) = gw
-        .call(
-            "crm",
-            tool_call(1, "delete_customer", json!({"id": "c-1"})),
-            &[],
-        )
-        .await;
+    let (_, v) = call(
+        &gw,
+        "crm",
+        tool_call(1, "delete_customer", json!({"id": "c-1"})),
+        &[],
+    )
+    .await;
     assert_eq!(v["result"]["isError"], true, "{v}");
     assert!(
         text(&v).starts_with("Approval required by policy 'guard'"),
@@ -363,14 +334,14 @@ async fn invalid_arguments_are_answered_before_policies_and_not_forwarded() {
     let gw = bind(&policies, &upstream_route("crm", "[allow]").await)
         .await
         .unwrap();
-    let (_, _) = gw.call("crm", list(1), &[]).await;
-    let (status, v) = gw
-        .call(
-            "crm",
-            tool_call(2, "search_docs", json!({"query": ""})),
-            &[],
-        )
-        .await;
+    let (_, _) = call(&gw, "crm", list(1), &[]).await;
+    let (status, v) = call(
+        &gw,
+        "crm",
+        tool_call(2, "search_docs", json!({"query": ""})),
+        &[],
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(v["result"]["isError"], true, "{v}");
     assert!(
@@ -378,9 +349,7 @@ async fn invalid_arguments_are_answered_before_policies_and_not_forwarded() {
             && text(&v).contains("/query"),
         "{v}"
     );
-    let (_, v) = gw
-        .call("crm", tool_call(3, "search_docs", json!({})), &[])
-        .await;
+    let (_, v) = call(&gw, "crm", tool_call(3, "search_docs", json!({})), &[]).await;
     assert!(
         text(&v).contains("query"),
         "missing required property named: {v}"
@@ -397,13 +366,13 @@ async fn monitor_mode_logs_but_allows() {
     let gw = bind(&policies, &upstream_route("crm", "[guard]").await)
         .await
         .unwrap();
-    let (_, v) = gw
-        .call(
-            "crm",
-            tool_call(1, "delete_customer", json!({"id": "c-9"})),
-            &[],
-        )
-        .await;
+    let (_, v) = call(
+        &gw,
+        "crm",
+        tool_call(1, "delete_customer", json!({"id": "c-9"})),
+        &[],
+    )
+    .await;
     assert_eq!(text(&v), "customer c-9 deleted", "{v}");
     gw.stop().await;
 }
@@ -445,13 +414,13 @@ async fn hostile_policies_fail_closed_while_another_route_keeps_serving() {
             let mut worst = Duration::ZERO;
             while Instant::now() < stop_at {
                 let t = Instant::now();
-                let (status, v) = gw
-                    .call(
-                        "good",
-                        tool_call(1, "search_docs", json!({"query": "q"})),
-                        &[],
-                    )
-                    .await;
+                let (status, v) = call(
+                    &gw,
+                    "good",
+                    tool_call(1, "search_docs", json!({"query": "q"})),
+                    &[],
+                )
+                .await;
                 assert_eq!(status, StatusCode::OK);
                 assert!(text(&v).contains("results"), "good route failed: {v}");
                 worst = worst.max(t.elapsed());
@@ -462,13 +431,13 @@ async fn hostile_policies_fail_closed_while_another_route_keeps_serving() {
     };
     for round in 0..3 {
         for (mode, expect) in modes {
-            let (status, v) = gw
-                .call(
-                    mode,
-                    tool_call(round, "search_docs", json!({"query": "q"})),
-                    &[],
-                )
-                .await;
+            let (status, v) = call(
+                &gw,
+                mode,
+                tool_call(round, "search_docs", json!({"query": "q"})),
+                &[],
+            )
+            .await;
             assert_eq!(status, StatusCode::OK, "{mode}");
             assert_eq!(v["result"]["isError"], true, "{mode}: {v}");
             assert!(
@@ -590,12 +559,12 @@ async fn server_to_client_requests_are_policed_on_sse_streams() {
         upstream_route("hr", "[open]").await
     );
     let gw = Arc::new(bind(&policies, &routes).await.unwrap());
-    let call = tool_call(1, "ask_confirmation", json!({})).to_string();
+    let ask = tool_call(1, "ask_confirmation", json!({})).to_string();
 
     // Refused: the client never sees the elicitation; the server gets the gateway's error answer instead.
     let resp = gw
         .client("crm")
-        .send(post(&format!("crm.{TD}"), "/mcp", call.clone(), &[]))
+        .send(post(&format!("crm.{TD}"), "/mcp", ask.clone(), &[]))
         .await
         .unwrap();
     let events = sse_until_result(resp, |_| {
@@ -614,7 +583,7 @@ async fn server_to_client_requests_are_policed_on_sse_streams() {
     // Allowed: the client sees it, answers it, and the server gets the client's answer.
     let resp = gw
         .client("hr")
-        .send(post(&format!("hr.{TD}"), "/mcp", call, &[]))
+        .send(post(&format!("hr.{TD}"), "/mcp", ask, &[]))
         .await
         .unwrap();
     let (ask_tx, mut ask_rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
@@ -623,7 +592,7 @@ async fn server_to_client_requests_are_policed_on_sse_streams() {
         tokio::spawn(async move {
             let ask = ask_rx.recv().await.unwrap();
             let answer = json!({"jsonrpc": "2.0", "id": ask["id"], "result": {"action": "accept", "content": {"ok": true}}});
-            let (status, _) = gw.call("hr", answer, &[]).await;
+            let (status, _) = call(&gw, "hr", answer, &[]).await;
             assert_eq!(status, StatusCode::ACCEPTED);
         })
     };
