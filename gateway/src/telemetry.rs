@@ -18,17 +18,18 @@ pub struct Counters {
     pub refusals: AtomicU64,
     pub policy_denials: AtomicU64,
     /// Policy evaluation failures by kind, in the order of [`POLICY_FAILURE_KINDS`].
-    pub policy_failures: [AtomicU64; 8],
+    pub policy_failures: [AtomicU64; 9],
 }
 
 /// Labels of `Counters::policy_failures`.
-pub const POLICY_FAILURE_KINDS: [&str; 8] = [
+pub const POLICY_FAILURE_KINDS: [&str; 9] = [
     "timeout",
     "out_of_memory",
     "out_of_fuel",
     "panic",
     "trap",
     "oversized_output",
+    "bad_answer",
     "bad_settings",
     "instantiate",
 ];
@@ -38,7 +39,7 @@ pub static COUNTERS: Counters = Counters {
     requests: AtomicU64::new(0),
     refusals: AtomicU64::new(0),
     policy_denials: AtomicU64::new(0),
-    policy_failures: [const { AtomicU64::new(0) }; 8],
+    policy_failures: [const { AtomicU64::new(0) }; 9],
 };
 
 /// Counts a policy failure by kind.

@@ -36,21 +36,13 @@ impl<P: sdk::Policy> Guest for Adapter<P> {
     }
 
     fn evaluate(settings: String, request: wit::Request) -> wit::Decision {
-        let decision = match convert_request(request) {
-            Ok(request) => sdk::run::evaluate::<P>(&settings, &request),
-            Err(e) => {
-                sdk::log::error(format!(
-                    "denying: the gateway sent a malformed request: {e}"
-                ));
-                sdk::Decision::deny(
-                    "refused: the policy could not read this request (see the gateway log)",
-                )
+        match sdk::run::answer::<P>(&settings, &convert_request(request)) {
+            sdk::run::Answer::Hidden => wit::Decision::Hidden,
+            sdk::run::Answer::Decided(sdk::Decision::Allow) => wit::Decision::Allow,
+            sdk::run::Answer::Decided(sdk::Decision::Deny(reason)) => wit::Decision::Deny(reason),
+            sdk::run::Answer::Decided(sdk::Decision::RequireApproval(reason)) => {
+                wit::Decision::RequireApproval(reason)
             }
-        };
-        match decision {
-            sdk::Decision::Allow => wit::Decision::Allow,
-            sdk::Decision::Deny(reason) => wit::Decision::Deny(reason),
-            sdk::Decision::RequireApproval(reason) => wit::Decision::RequireApproval(reason),
         }
     }
 
@@ -59,25 +51,8 @@ impl<P: sdk::Policy> Guest for Adapter<P> {
         context: wit::RequestContext,
         tools: Vec<wit::ToolInfo>,
     ) -> Vec<String> {
-        let all: Vec<String> = tools.iter().map(|t| t.name.clone()).collect();
-        let converted = convert_context(context).and_then(|ctx| {
-            Ok((
-                ctx,
-                tools
-                    .into_iter()
-                    .map(convert_tool)
-                    .collect::<Result<Vec<_>, _>>()?,
-            ))
-        });
-        match converted {
-            Ok((ctx, tools)) => sdk::run::hidden_tools::<P>(&settings, &ctx, &tools),
-            Err(e) => {
-                sdk::log::error(format!(
-                    "hiding every tool: the gateway sent a malformed tool list: {e}"
-                ));
-                all
-            }
-        }
+        let tools: Vec<sdk::ToolInfo> = tools.into_iter().map(convert_tool).collect();
+        sdk::run::hidden_tools::<P>(&settings, &convert_context(context), &tools)
     }
 }
 
@@ -92,68 +67,61 @@ pub(crate) fn log(level: sdk::log::Level, message: &str) {
     wit_log::log(level, message);
 }
 
-fn json(field: &str, text: &str) -> Result<serde_json::Value, String> {
-    serde_json::from_str(text).map_err(|e| format!("`{field}` is not JSON: {e}"))
+// JSON fields are handed over as text and parsed on first use (see `crate::Json`).
+
+fn convert_request(r: wit::Request) -> sdk::Request {
+    sdk::Request {
+        context: convert_context(r.context),
+        message: convert_message(r.message),
+    }
 }
 
-fn convert_request(r: wit::Request) -> Result<sdk::Request, String> {
-    Ok(sdk::Request {
-        context: convert_context(r.context)?,
-        message: convert_message(r.message)?,
-    })
-}
-
-fn convert_context(c: wit::RequestContext) -> Result<sdk::Context, String> {
-    let principal = match c.principal {
-        Some(p) => Some(sdk::Principal {
-            subject: p.subject,
-            claims: json("principal.claims", &p.claims)?,
-        }),
-        None => None,
-    };
-    Ok(sdk::Context {
+fn convert_context(c: wit::RequestContext) -> sdk::Context {
+    sdk::Context {
         route: c.route,
         host: c.host,
         client_address: c.client_address,
-        principal,
+        principal: c.principal.map(|p| sdk::Principal {
+            subject: p.subject,
+            claims: sdk::Json::from_text("principal.claims", p.claims),
+        }),
         session_id: c.session_id,
         protocol_version: c.protocol_version,
         request_id: c.request_id,
-    })
+    }
 }
 
-fn convert_message(m: wit::Message) -> Result<sdk::Message, String> {
+fn convert_message(m: wit::Message) -> sdk::Message {
     let operation = match m.operation {
         wit::Operation::ToolCall(call) => sdk::Operation::ToolCall(sdk::ToolCall {
-            arguments: json("tool-call.arguments", &call.arguments)?,
+            arguments: sdk::Json::from_text("tool-call.arguments", call.arguments),
             name: call.name,
-            tool: call.tool.map(convert_tool).transpose()?,
+            tool: call.tool.map(convert_tool),
         }),
         wit::Operation::ResourceRead(uri) => sdk::Operation::ResourceRead { uri },
         wit::Operation::PromptGet(get) => sdk::Operation::PromptGet(sdk::PromptGet {
-            arguments: json("prompt-get.arguments", &get.arguments)?,
+            arguments: sdk::Json::from_text("prompt-get.arguments", get.arguments),
             name: get.name,
         }),
         wit::Operation::Other => sdk::Operation::Other,
     };
-    Ok(sdk::Message {
+    sdk::Message {
         direction: match m.direction {
             wit::Direction::ClientToServer => sdk::Direction::ClientToServer,
             wit::Direction::ServerToClient => sdk::Direction::ServerToClient,
         },
         method: m.method,
-        id: m.id.map(|id| json("message.id", &id)).transpose()?,
-        params: json("message.params", &m.params)?,
+        id: m.id.map(|id| sdk::Json::from_text("message.id", id)),
+        params: sdk::Json::from_text("message.params", m.params),
         operation,
-    })
+    }
 }
 
-fn convert_tool(t: wit::ToolInfo) -> Result<sdk::ToolInfo, String> {
-    Ok(sdk::ToolInfo {
+fn convert_tool(t: wit::ToolInfo) -> sdk::ToolInfo {
+    sdk::ToolInfo {
         input_schema: t
             .input_schema
-            .map(|s| json("tool-info.input-schema", &s))
-            .transpose()?,
+            .map(|s| sdk::Json::from_text("tool-info.input-schema", s)),
         name: t.name,
         title: t.title,
         description: t.description,
@@ -163,5 +131,5 @@ fn convert_tool(t: wit::ToolInfo) -> Result<sdk::ToolInfo, String> {
             idempotent: t.annotations.idempotent,
             open_world: t.annotations.open_world,
         },
-    })
+    }
 }

@@ -86,6 +86,14 @@
 //! * The SDK re-runs [`Policy::validate_settings`] before [`Policy::evaluate`] and [`Policy::hidden_tools`],
 //!   so those never see settings the validation rejects. If the settings are invalid anyway, it fails
 //!   closed: `evaluate` denies and `hidden_tools` hides every tool (see [`run`]).
+//! * For a `tools/call`, [`Policy::hidden_tools`] is asked about the called tool first, in the same call: a
+//!   tool the policy hides is answered as nonexistent and [`Policy::evaluate`] never sees the call
+//!   ([`run::answer`]). One call into the component decides a message.
+//! * JSON fields (`params`, `arguments`, input schemas, claims) are [`Json`]: read them as
+//!   [`serde_json::Value`]; each is parsed the first time it is read, so a policy that decides from the tool
+//!   name pays nothing for arguments it never looks at.
+//! * On wasm the heap is a bump allocator sized for one short evaluation (feature `bump-alloc`, on by
+//!   default; see the crate's `alloc` module). Turn the feature off to bring your own `#[global_allocator]`.
 //! * A panic, an endless loop or running out of memory is a trap in the gateway, which denies the request.
 //!   Don't rely on it: return [`Decision::deny`] with a reason instead.
 //! * Reasons are shown to the agent and so to the model: say what was refused and why, never secrets.
@@ -96,14 +104,18 @@
 //! * [`log`]: lines into the gateway's log, tagged with the policy and request id.
 //! * [`run`]: the exported functions as plain functions over settings JSON, for tests.
 
+#[cfg(all(target_arch = "wasm32", feature = "bump-alloc"))]
+mod alloc;
 #[cfg(target_arch = "wasm32")]
 #[doc(hidden)]
 pub mod bindings;
 pub mod glob;
+mod json;
 pub mod log;
 pub mod run;
 mod types;
 
+pub use json::Json;
 pub use types::{
     Annotations, Context, Decision, Direction, Message, Operation, Principal, PromptGet, Request,
     ToolCall, ToolInfo,
@@ -129,8 +141,9 @@ pub trait Policy {
     fn evaluate(settings: &Self::Settings, request: &Request) -> Decision;
 
     /// Of the tools an upstream lists, the names this policy would never allow on this route: the gateway
-    /// removes them from `tools/list` and answers calls to them as if the tool did not exist. The default
-    /// hides nothing.
+    /// removes them from `tools/list`, and a call to one is answered as if the tool did not exist (the SDK
+    /// asks this for the called tool before [`Policy::evaluate`]). Keep it cheap: it runs on every tool call.
+    /// The default hides nothing.
     fn hidden_tools(
         _settings: &Self::Settings,
         _context: &Context,

@@ -46,6 +46,44 @@ pub fn evaluate<P: Policy>(settings: &str, request: &Request) -> Decision {
     }
 }
 
+/// What the component's `evaluate` export answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// The message is a `tools/call` of a tool this policy hides ([`Policy::hidden_tools`]): the gateway
+    /// answers as if the tool did not exist.
+    Hidden,
+    Decided(Decision),
+}
+
+/// The component's `evaluate` export: parses and validates the settings (invalid settings deny); for a
+/// `tools/call`, asks [`Policy::hidden_tools`] about the called tool first — as listed, or by name with the
+/// spec's default annotations when the upstream does not list it — so a tool hidden from listings can never
+/// be called through this policy; then [`Policy::evaluate`]. One call into the component decides a message.
+pub fn answer<P: Policy>(settings: &str, request: &Request) -> Answer {
+    let parsed = match checked::<P>(settings) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            log::error(format!("denying: {e}"));
+            return Answer::Decided(Decision::deny(SETTINGS_DENY_REASON));
+        }
+    };
+    if let Some(call) = request.tool_call() {
+        let unlisted;
+        let tool = match &call.tool {
+            Some(listed) => listed,
+            None => {
+                unlisted = ToolInfo::new(call.name.as_str());
+                &unlisted
+            }
+        };
+        let hidden = P::hidden_tools(&parsed, &request.context, std::slice::from_ref(tool));
+        if hidden.contains(&call.name) {
+            return Answer::Hidden;
+        }
+    }
+    Answer::Decided(P::evaluate(&parsed, request))
+}
+
 /// Parses and validates the settings, then asks which tools to hide: the component's `hidden-tools`
 /// export. Invalid settings hide every tool.
 pub fn hidden_tools<P: Policy>(
@@ -167,6 +205,39 @@ mod tests {
             let d = evaluate::<StrictPolicy>(bad, &req);
             assert_eq!(d, Decision::deny(SETTINGS_DENY_REASON), "settings {bad:?}");
         }
+    }
+
+    #[test]
+    fn answer_checks_the_called_tool_against_hidden_tools_first() {
+        // StrictPolicy hides `only_this` and allows everything else.
+        let hidden = Request::new_tool_call("only_this", json!({}));
+        assert_eq!(
+            answer::<StrictPolicy>(r#"{"limit": 3}"#, &hidden),
+            Answer::Hidden
+        );
+        let listed = hidden
+            .clone()
+            .with_tool(ToolInfo::new("only_this").read_only());
+        assert_eq!(
+            answer::<StrictPolicy>(r#"{"limit": 3}"#, &listed),
+            Answer::Hidden
+        );
+        let other = Request::new_tool_call("other", json!({}));
+        assert_eq!(
+            answer::<StrictPolicy>(r#"{"limit": 3}"#, &other),
+            Answer::Decided(Decision::allow())
+        );
+        // Not a tool call: never hidden.
+        let list = Request::new_method("tools/list", json!({}));
+        assert_eq!(
+            answer::<StrictPolicy>(r#"{"limit": 3}"#, &list),
+            Answer::Decided(Decision::allow())
+        );
+        // Invalid settings deny before anything else.
+        assert_eq!(
+            answer::<StrictPolicy>(r#"{"limit": 0}"#, &hidden),
+            Answer::Decided(Decision::deny(SETTINGS_DENY_REASON))
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Plain Rust mirrors of the `mcp:policy/types` WIT records, with the JSON fields already parsed into
-//! [`serde_json::Value`], plus builders so tests can make requests without a gateway.
+//! Plain Rust mirrors of the `mcp:policy/types` WIT records, with the JSON fields as [`Json`] (read as a
+//! [`serde_json::Value`], parsed on first use), plus builders so tests can make requests without a gateway.
 //!
 //! The gateway fills these in from the MCP message it is deciding; the SDK converts them from the
 //! wit-bindgen types on wasm (see `bindings.rs`). The structs are `#[non_exhaustive]` because the WIT
@@ -8,6 +8,8 @@
 
 use serde_json::{Value, json};
 use std::fmt;
+
+use crate::Json;
 
 /// Everything a decision may use: where the message came from and the message itself.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,7 +46,7 @@ pub struct Principal {
     /// Token subject (`sub`).
     pub subject: String,
     /// Selected claims, as a JSON object.
-    pub claims: Value,
+    pub claims: Json,
 }
 
 /// One JSON-RPC message.
@@ -55,9 +57,9 @@ pub struct Message {
     /// JSON-RPC method (`tools/call`, `sampling/createMessage`, …).
     pub method: String,
     /// JSON-RPC id; `None` for notifications.
-    pub id: Option<Value>,
+    pub id: Option<Json>,
     /// `params`, or `{}` when absent.
-    pub params: Value,
+    pub params: Json,
     /// A typed view of `method` + `params` for the operations policies most often decide on.
     pub operation: Operation,
 }
@@ -92,7 +94,7 @@ pub enum Operation {
 pub struct ToolCall {
     pub name: String,
     /// The `arguments` object (`{}` when absent).
-    pub arguments: Value,
+    pub arguments: Json,
     /// The tool as listed by the upstream's `tools/list`; `None` when the upstream does not list it.
     pub tool: Option<ToolInfo>,
 }
@@ -119,7 +121,7 @@ impl ToolCall {
 pub struct PromptGet {
     pub name: String,
     /// The `arguments` object (`{}` when absent).
-    pub arguments: Value,
+    pub arguments: Json,
 }
 
 /// What the gateway knows of a tool from the upstream's `tools/list`.
@@ -132,7 +134,7 @@ pub struct ToolInfo {
     /// Annotations with the spec defaults applied where the server declared none.
     pub annotations: Annotations,
     /// The tool's `inputSchema`.
-    pub input_schema: Option<Value>,
+    pub input_schema: Option<Json>,
 }
 
 /// MCP tool annotations (hints from the server, not guarantees). [`Annotations::default`] is the MCP spec
@@ -311,8 +313,8 @@ impl Request {
             message: Message {
                 direction: Direction::ClientToServer,
                 method,
-                id: Some(json!(1)),
-                params,
+                id: Some(json!(1).into()),
+                params: params.into(),
                 operation,
             },
         }
@@ -371,6 +373,7 @@ fn operation_of(method: &str, params: &Value) -> Operation {
             .get("arguments")
             .cloned()
             .unwrap_or_else(|| json!({}))
+            .into()
     };
     match method {
         "tools/call" => match name() {
@@ -436,12 +439,12 @@ impl Principal {
     pub fn new(subject: impl Into<String>) -> Self {
         Principal {
             subject: subject.into(),
-            claims: json!({}),
+            claims: json!({}).into(),
         }
     }
 
     pub fn with_claims(mut self, claims: Value) -> Self {
-        self.claims = claims;
+        self.claims = claims.into();
         self
     }
 }
@@ -499,7 +502,7 @@ impl ToolInfo {
     }
 
     pub fn with_input_schema(mut self, schema: Value) -> Self {
-        self.input_schema = Some(schema);
+        self.input_schema = Some(schema.into());
         self
     }
 }

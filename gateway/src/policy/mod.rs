@@ -135,20 +135,18 @@ pub struct Refused {
 /// One message to decide, prepared on the reactor and evaluated off it.
 struct Job {
     request: Option<Request>,
-    /// For a `tools/call`: the tool as `hidden-tools` is asked about it — as listed, or, when the upstream
-    /// does not list it, by name with the spec's default annotations. (The request itself then carries
-    /// `tool: none`, so a policy can tell an unlisted tool from a listed one.)
-    tool: Option<ToolInfo>,
+    /// For a `tools/call`: the called tool's name. (The request carries the tool as the upstream lists it,
+    /// or `tool: none` when it does not, so a policy can tell an unlisted tool from a listed one.)
+    tool: Option<String>,
 }
 
 impl Job {
     fn new(context: RequestContext, msg: &crate::mcp::Message, catalogue: &Catalogue) -> Job {
         let name = view::called_tool(msg);
         let listed = name.and_then(|n| catalogue.get(n)).map(|t| t.info.clone());
-        let tool = name.map(|n| listed.clone().unwrap_or_else(|| view::unknown_tool(n)));
         Job {
             request: view::request(context, msg, listed, Direction::ClientToServer),
-            tool,
+            tool: name.map(str::to_owned),
         }
     }
 }
@@ -324,7 +322,7 @@ fn evaluate(
     let mut answers = Vec::with_capacity(modules.len());
     for m in modules {
         let started = Instant::now();
-        let answer = match evaluate_one(engine, m, request, job.tool.as_ref(), request_id) {
+        let answer = match evaluate_one(engine, m, request, job.tool.is_some(), request_id) {
             Ok(a) => a,
             Err(f) => {
                 crate::telemetry::policy_failure(&m.name, &f);
@@ -349,17 +347,17 @@ fn evaluate(
             break;
         }
     }
-    let outcome = verdict::combine(&answers, job.tool.as_ref().map(|t| t.name.as_str()));
+    let outcome = verdict::combine(&answers, job.tool.as_deref());
     Verdict { outcome, answers }
 }
 
-/// One policy on one message, in one fresh sandbox: for a tool call, `hidden-tools` first (a hidden tool is
-/// refused even if the client never listed), then `evaluate`, on the same instance.
+/// One policy on one message, in one fresh sandbox, with one call: `evaluate` (which, for a tool call, also
+/// answers `hidden` when the policy hides the tool — see `wit/policy.wit`).
 fn evaluate_one(
     engine: &PolicyEngine,
     m: &PolicyModule,
     request: &Request,
-    tool: Option<&ToolInfo>,
+    is_tool_call: bool,
     request_id: &Arc<str>,
 ) -> Result<Answer, Failure> {
     let mut store = sandbox::store(engine, &m.limits, &m.name, request_id);
@@ -367,24 +365,17 @@ fn evaluate_one(
         .pre
         .instantiate(&mut store)
         .map_err(|e| sandbox::classify(e, &m.limits))?;
-    if let Some(tool) = tool {
-        let hidden = instance
-            .call_hidden_tools(
-                &mut store,
-                &m.settings,
-                &request.context,
-                std::slice::from_ref(tool),
-            )
-            .map_err(|e| sandbox::classify(e, &m.limits))?;
-        if hidden.contains(&tool.name) {
-            return Ok(Answer::Hidden);
-        }
-    }
     let decision = instance
         .call_evaluate(&mut store, &m.settings, request)
         .map_err(|e| sandbox::classify(e, &m.limits))?;
     Ok(match decision {
         Decision::Allow => Answer::Allow,
+        Decision::Hidden if is_tool_call => Answer::Hidden,
+        Decision::Hidden => {
+            return Err(Failure::BadAnswer(
+                "answered `hidden` to a message that is not a tools/call".into(),
+            ));
+        }
         Decision::Deny(r) | Decision::RequireApproval(r) if r.len() > MAX_REASON_BYTES => {
             return Err(Failure::OversizedOutput(r.len()));
         }

@@ -32,6 +32,8 @@ pub enum Failure {
     Trap(String),
     #[error("returned an oversized answer ({0} bytes)")]
     OversizedOutput(usize),
+    #[error("gave an answer the contract does not allow: {0}")]
+    BadAnswer(String),
     #[error("rejected its settings: {0}")]
     BadSettings(String),
     #[error("could not be instantiated: {0}")]
@@ -48,6 +50,7 @@ impl Failure {
             Failure::Panic => "panic",
             Failure::Trap(_) => "trap",
             Failure::OversizedOutput(_) => "oversized_output",
+            Failure::BadAnswer(_) => "bad_answer",
             Failure::BadSettings(_) => "bad_settings",
             Failure::Instantiate(_) => "instantiate",
         }
