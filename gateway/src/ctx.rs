@@ -32,6 +32,8 @@ pub struct RequestCtx {
     pub host: Option<String>,
     /// Route key, once routed.
     pub route: Option<String>,
+    /// Index of the route in the gateway that serves this request, once routed.
+    pub route_index: Option<usize>,
     /// First JSON-RPC method and id, once parsed.
     pub mcp_method: Option<String>,
     pub rpc_id: Option<Id>,
@@ -56,6 +58,7 @@ impl RequestCtx {
             path: path.to_owned(),
             host: None,
             route: None,
+            route_index: None,
             mcp_method: None,
             rpc_id: None,
             upstream_status: None,

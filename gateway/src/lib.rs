@@ -2,8 +2,10 @@
 //!
 //! The request path, one module per stage (see `ARCHITECTURE.md`):
 //! [`server`] (accept + [`tls`]) → [`pipeline`]: [`route`] → [`upstream_gate`] → [`mcp`] → [`policy`] →
-//! [`forward`], with [`reply`] the only place errors become responses.
+//! [`forward`], with [`reply`] the only place errors become responses. Beside it: [`reload`] (the serving
+//! generation, swapped on config change), [`admin`] (health, readiness, [`metrics`]).
 
+pub mod admin;
 pub mod arguments;
 pub mod audit;
 pub mod catalogue;
@@ -15,8 +17,10 @@ pub mod demo;
 pub mod filter;
 pub mod forward;
 pub mod mcp;
+pub mod metrics;
 pub mod pipeline;
 pub mod policy;
+pub mod reload;
 pub mod reply;
 pub mod route;
 pub mod server;

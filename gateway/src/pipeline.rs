@@ -9,6 +9,7 @@
 //! the gate).
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use http::{HeaderName, Request, Response};
 use http_body_util::BodyExt;
@@ -22,6 +23,7 @@ use crate::ctx::{ConnInfo, REQUEST_ID_HEADER, RequestCtx};
 use crate::filter::ListFilter;
 use crate::forward::{self, UpstreamClient};
 use crate::mcp;
+use crate::metrics;
 use crate::policy;
 use crate::policy::{PolicyChain, PolicySet};
 use crate::reply::{self, Body, GatewayError};
@@ -41,6 +43,8 @@ pub struct Route {
     pub validate_arguments: bool,
     /// How tool arguments of this route go into audit records.
     pub redaction: Redaction,
+    /// This route's counters (shared by key across config reloads).
+    pub stats: Arc<metrics::RouteStats>,
 }
 
 /// The immutable, validated request path built from a [`Config`].
@@ -87,6 +91,7 @@ impl Gateway {
                 catalogue: Arc::new(Catalogue::default()),
                 validate_arguments: r.validate_arguments,
                 redaction: Redaction::for_route(config.audit.as_ref(), r),
+                stats: metrics::route_stats(&r.key),
             })
             .collect();
         Ok(Gateway {
@@ -105,6 +110,20 @@ impl Gateway {
     pub fn auditor(&self) -> &Auditor {
         &self.auditor
     }
+
+    /// Keeps what `previous` learned of each upstream's tools, for routes whose key and upstream did not
+    /// change (a config reload would otherwise refetch every catalogue).
+    pub fn inherit_catalogues(&mut self, previous: &Gateway) {
+        for r in &mut self.routes {
+            if let Some(p) = previous
+                .routes
+                .iter()
+                .find(|p| p.key == r.key && p.upstream == r.upstream)
+            {
+                r.catalogue = p.catalogue.clone();
+            }
+        }
+    }
 }
 
 /// Handles one request; never fails (errors become responses here).
@@ -114,7 +133,18 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Response<Body> {
     let mut ctx = RequestCtx::new(conn, req.method(), req.uri().path());
-    let mut resp = match run(&gw, &mut ctx, req).await {
+    let result = run(&gw, &mut ctx, req).await;
+    let stats = match ctx.route_index {
+        Some(i) => &*gw.routes[i].stats,
+        None => &metrics::UNROUTED,
+    };
+    let decision = match (&result, ctx.decision) {
+        (Ok(_), d) => d.unwrap_or("allow"),
+        (Err(_), None) => "refused",
+        (Err(_), Some(_)) => "error",
+    };
+    stats.request(ctx.mcp_method.as_deref(), decision);
+    let mut resp = match result {
         Ok(resp) => resp,
         Err(err) => {
             telemetry::refusal(&ctx, &err);
@@ -146,6 +176,7 @@ async fn run(
         .table
         .route(request_host(&parts), ctx.conn.sni.as_deref())?;
     let route = &gw.routes[id];
+    ctx.route_index = Some(id);
     ctx.host = Some(host);
     ctx.route = Some(route.key.clone());
 
@@ -186,16 +217,21 @@ async fn run(
     }
 
     // Policy: the only source of a `Permitted`. A refusal is an MCP answer (HTTP 200), not an error.
-    let permitted: policy::Permitted =
-        match route.policy.decide(ctx, inbound, &route.catalogue).await {
-            Ok(permitted) => permitted,
-            Err(refused) => {
-                ctx.decision = Some(refused_label(&refused));
-                telemetry::policy_refusal(ctx, &refused);
-                gw.auditor.refused(ctx, &route.redaction, &refused);
-                return Ok(reply::policy_answer(ctx, &refused));
-            }
-        };
+    let timed = matches!(&route.policy, PolicyChain::Chain { modules, .. } if !modules.is_empty());
+    let started = timed.then(Instant::now);
+    let decided = route.policy.decide(ctx, inbound, &route.catalogue).await;
+    if let Some(t) = started {
+        metrics::POLICY_SECONDS.observe_duration(t.elapsed());
+    }
+    let permitted: policy::Permitted = match decided {
+        Ok(permitted) => permitted,
+        Err(refused) => {
+            ctx.decision = Some(refused_label(&refused));
+            telemetry::policy_refusal(ctx, &refused);
+            gw.auditor.refused(ctx, &route.redaction, &refused);
+            return Ok(reply::policy_answer(ctx, &refused));
+        }
+    };
     ctx.decision = Some(if permitted.verdicts().is_empty() {
         "unpoliced"
     } else {
@@ -223,7 +259,10 @@ async fn run(
     });
     // Audit: the decision is durable before anything is forwarded; if it cannot be written, nothing is.
     let recorded: Recorded = gw.auditor.record(ctx, &route.redaction, permitted).await?;
-    let resp = route.client.send(ctx, &addrs, recorded, parts).await?;
+    let sent = Instant::now();
+    let resp = route.client.send(ctx, &addrs, recorded, parts).await;
+    route.stats.upstream(&resp, sent.elapsed());
+    let resp = resp?;
     ctx.upstream_status = Some(resp.status().as_u16());
     gw.auditor.outcome(ctx, ctx.upstream_status, None);
     let Some((headers, path)) = session.filter(|_| list.is_some() || crate::filter::is_sse(&resp))

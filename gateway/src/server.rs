@@ -1,9 +1,13 @@
 //! The listener: accepts TCP, terminates the inner TLS (stage 1), serves HTTP/1.1 and HTTP/2 on it, and hands
-//! every request to [`pipeline::handle`]. On shutdown it stops accepting and drains for `shutdown_timeout`.
+//! every request to [`pipeline::handle`] with the gateway of the serving [`reload::Generation`] (loaded per
+//! request, so a reload applies to open connections too). Beside it: the admin listener ([`admin`]), the
+//! certificate poller, and — with [`Server::with_config_file`] — the config reloader and SIGHUP.
+//! On shutdown it stops accepting and drains for `shutdown_timeout`.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -15,11 +19,13 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use crate::admin;
 use crate::audit::stage::Auditor;
 use crate::audit::{AuditConfig, AuditLog};
-use crate::config::{Config, IpPolicy};
+use crate::config::{AdminSettings, Config, IpPolicy};
 use crate::ctx::ConnInfo;
 use crate::pipeline::{self, Gateway};
+use crate::reload::{self, Live};
 use crate::telemetry::COUNTERS;
 use crate::tls;
 use crate::upstream_gate::{Resolve, SystemResolver};
@@ -27,10 +33,10 @@ use crate::upstream_gate::{Resolve, SystemResolver};
 /// A bound, ready-to-run gateway.
 pub struct Server {
     listener: TcpListener,
+    admin: Option<TcpListener>,
     acceptor: TlsAcceptor,
-    gateway: Arc<Gateway>,
-    config: Arc<Config>,
-    resolver: Arc<tls::ReloadingResolver>,
+    live: Arc<Live>,
+    config_file: Option<PathBuf>,
 }
 
 impl Server {
@@ -52,17 +58,24 @@ impl Server {
             tokio::task::spawn_blocking(move || crate::policy::PolicySet::load(&config)).await??
         };
         let auditor = open_audit(&config)?;
-        let gateway = Arc::new(Gateway::new(&config, &policies, auditor, dns)?);
+        let gateway = Gateway::new(&config, &policies, auditor, dns.clone())?;
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let admin = bind_admin(config.admin.as_ref()).await?;
         Ok(Server {
             listener,
+            admin,
             acceptor,
-            gateway,
-            config: Arc::new(config),
-            resolver,
+            live: Live::new(config, gateway, resolver, dns),
+            config_file: None,
         })
+    }
+
+    /// Reload from `path` (the file the config was loaded from) when it changes and on SIGHUP.
+    pub fn with_config_file(mut self, path: PathBuf) -> Self {
+        self.config_file = Some(path);
+        self
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -71,17 +84,46 @@ impl Server {
             .expect("bound listener has an address")
     }
 
+    /// The admin listener's address, unless it is disabled (or the default address was taken).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// What is serving (the generation, the TLS identity).
+    pub fn live(&self) -> Arc<Live> {
+        self.live.clone()
+    }
+
     /// Serves until `shutdown` completes, then drains.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let admin_addr = self.admin_addr();
         let Server {
             listener,
+            admin,
             acceptor,
-            gateway,
-            config,
-            resolver,
+            live,
+            config_file,
         } = self;
-        log_start(&config, &gateway, listener.local_addr()?);
-        let reloader = tls::spawn_reloader(resolver, config.clone());
+        let config = live.config();
+        log_start(&config, &live.gateway(), listener.local_addr()?, admin_addr);
+        let mut background = vec![tls::spawn_reloader(live.tls.clone(), {
+            let live = live.clone();
+            move || live.config()
+        })];
+        if let Some(admin) = admin {
+            let router = admin::router(live.clone());
+            background.push(tokio::spawn(async move {
+                if let Err(e) = admin::serve(admin, router).await {
+                    tracing::error!(error = %e, "admin listener failed");
+                }
+            }));
+        }
+        if let Some(path) = config_file {
+            let (trigger, task) = reload::spawn(live.clone(), path.clone());
+            background.push(task);
+            background.push(reload::spawn_sighup(trigger)?);
+            tracing::info!(config = %path.display(), "config reload on change (polled every {:?}) and on SIGHUP", reload::POLL);
+        }
 
         let mut http = auto::Builder::new(TokioExecutor::new());
         http.http1()
@@ -112,9 +154,9 @@ impl Server {
                 () = &mut shutdown => break,
             };
             let _ = tcp.set_nodelay(true);
-            let (acceptor, gateway, http, watcher) = (
+            let (acceptor, live, http, watcher) = (
                 acceptor.clone(),
-                gateway.clone(),
+                live.clone(),
                 http.clone(),
                 graceful.watcher(),
             );
@@ -138,7 +180,7 @@ impl Server {
                 let sni = stream.get_ref().1.server_name().map(str::to_owned);
                 let conn = Arc::new(ConnInfo { peer, sni });
                 let svc = service_fn(move |req| {
-                    let (gateway, conn) = (gateway.clone(), conn.clone());
+                    let (gateway, conn) = (live.gateway(), conn.clone());
                     async move { Ok::<_, Infallible>(pipeline::handle(gateway, conn, req).await) }
                 });
                 let serving = http
@@ -151,13 +193,17 @@ impl Server {
         }
 
         drop(listener);
-        reloader.abort();
-        tracing::info!(timeout = ?config.shutdown_timeout, "shutting down: no new connections, draining in-flight requests");
-        match tokio::time::timeout(config.shutdown_timeout, graceful.shutdown()).await {
+        live.set_draining();
+        let shutdown_timeout = live.config().shutdown_timeout;
+        tracing::info!(timeout = ?shutdown_timeout, "shutting down: no new connections, draining in-flight requests");
+        match tokio::time::timeout(shutdown_timeout, graceful.shutdown()).await {
             Ok(()) => tracing::info!("all connections drained"),
             Err(_) => tracing::warn!("shutdown_timeout reached; closing the remaining connections"),
         }
-        if let Some(log) = gateway.auditor().log() {
+        for task in background {
+            task.abort();
+        }
+        if let Some(log) = live.gateway().auditor().log() {
             log.close().await;
             tracing::info!("audit log flushed and closed");
         }
@@ -204,6 +250,29 @@ fn open_audit(config: &Config) -> anyhow::Result<Auditor> {
     Ok(Auditor::new(Some(log)))
 }
 
+/// Binds the admin listener. An explicitly configured address must bind; the default one being taken (by
+/// another process on this host) only costs the admin endpoints, with a warning.
+async fn bind_admin(admin: Option<&AdminSettings>) -> anyhow::Result<Option<TcpListener>> {
+    let Some(a) = admin else {
+        return Ok(None);
+    };
+    match TcpListener::bind(a.listen).await {
+        Ok(l) => Ok(Some(l)),
+        Err(e) if !a.explicit => {
+            tracing::warn!(
+                "admin listener not started: cannot listen on the default {} ({e}); set `admin.listen` to a free \
+                 address, or `admin: {{ disabled: true }}`",
+                a.listen
+            );
+            Ok(None)
+        }
+        Err(e) => Err(anyhow::anyhow!(
+            "cannot listen on {} for the admin listener (`admin.listen`): {e}",
+            a.listen
+        )),
+    }
+}
+
 fn handshake_failed(peer: SocketAddr, why: &str) {
     COUNTERS
         .tls_handshake_failures
@@ -211,7 +280,7 @@ fn handshake_failed(peer: SocketAddr, why: &str) {
     tracing::warn!(client = %peer, "tls handshake failed: {why}");
 }
 
-fn log_start(config: &Config, gateway: &Gateway, addr: SocketAddr) {
+fn log_start(config: &Config, gateway: &Gateway, addr: SocketAddr, admin: Option<SocketAddr>) {
     for r in gateway.routes() {
         let host = match &config.tunnel_domain {
             Some(td) if !r.key.contains('.') => format!("{}.{td}", r.key),
@@ -254,6 +323,16 @@ fn log_start(config: &Config, gateway: &Gateway, addr: SocketAddr) {
                 "policy engine ready"
             );
         }
+    }
+    match admin {
+        Some(a) if !a.ip().is_loopback() => tracing::warn!(
+            listen = %a,
+            "admin listener (healthz, readyz, metrics) is reachable beyond loopback and has no authentication"
+        ),
+        Some(a) => {
+            tracing::info!(listen = %a, "admin listener: http://{a}/healthz, /readyz, /metrics")
+        }
+        None => tracing::info!("admin listener off"),
     }
     tracing::info!(listen = %addr, tls_cert = %config.tls.cert_file.display(), "mcp-gateway listening (TLS, h2 + http/1.1)");
 }

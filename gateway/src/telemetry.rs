@@ -1,5 +1,5 @@
 //! Logs and counters: structured `tracing` output (text or JSON) on stderr, one access line per request keyed
-//! by the gateway request id, and process-wide counters the metrics endpoint will export.
+//! by the gateway request id, and process-wide counters (exported by [`crate::metrics`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -94,6 +94,7 @@ pub fn access(ctx: &RequestCtx, status: StatusCode) {
 /// A request refused by the gateway itself, with the full cause (which the client does not see).
 pub fn refusal(ctx: &RequestCtx, err: &GatewayError) {
     COUNTERS.refusals.fetch_add(1, Ordering::Relaxed);
+    crate::metrics::refusal(err.kind());
     let cause = error_chain(err);
     tracing::warn!(request_id = ctx.id_str(), client = %ctx.conn.peer, reason = err.kind(), "{cause}");
 }

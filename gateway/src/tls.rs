@@ -7,7 +7,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -180,10 +180,28 @@ impl ReloadingResolver {
             current: ArcSwap::new(initial),
         })
     }
+
+    /// The identity new handshakes get.
+    pub fn current(&self) -> Arc<CertifiedKey> {
+        self.current.load_full()
+    }
+
+    /// Serves `ck` from the next handshake on (a config reload uses it when it loaded the identity itself).
+    pub fn set(&self, ck: Arc<CertifiedKey>) {
+        self.current.store(ck);
+    }
 }
 
-fn fingerprint(paths: &[&Path]) -> Vec<Option<(SystemTime, u64)>> {
-    paths
+/// The leaf certificate's validity period (notBefore, notAfter) as Unix seconds, if it parses.
+pub fn validity(ck: &CertifiedKey) -> Option<(i64, i64)> {
+    let der = ck.end_entity_cert().ok()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    let v = cert.validity();
+    Some((v.not_before.timestamp(), v.not_after.timestamp()))
+}
+
+fn fingerprint(config: &Config) -> Vec<Option<(SystemTime, u64)>> {
+    [&config.tls.cert_file, &config.tls.key_file]
         .iter()
         .map(|p| {
             std::fs::metadata(p)
@@ -193,31 +211,38 @@ fn fingerprint(paths: &[&Path]) -> Vec<Option<(SystemTime, u64)>> {
         .collect()
 }
 
-/// Polls the certificate and key files; when either changes, loads and checks them and swaps the identity.
-/// Open connections keep the identity they were made with; new handshakes get the new one.
+/// Polls the certificate and key files of the serving config (`config` gives it; a config reload may change
+/// the paths); when either file changes, loads and checks them and swaps the identity. Open connections keep
+/// the identity they were made with; new handshakes get the new one.
 pub fn spawn_reloader(
     resolver: Arc<ReloadingResolver>,
-    config: Arc<Config>,
+    config: impl Fn() -> Arc<Config> + Send + 'static,
 ) -> tokio::task::JoinHandle<()> {
-    let interval: Duration = config.tls.reload_interval;
     tokio::spawn(async move {
-        let paths = [
-            config.tls.cert_file.as_path(),
-            config.tls.key_file.as_path(),
-        ];
-        let mut seen = fingerprint(&paths);
+        let mut watched = config();
+        let mut seen = fingerprint(&watched);
         loop {
-            tokio::time::sleep(interval).await;
-            let now = fingerprint(&paths);
+            tokio::time::sleep(watched.tls.reload_interval).await;
+            let latest = config();
+            if latest.tls.cert_file != watched.tls.cert_file
+                || latest.tls.key_file != watched.tls.key_file
+            {
+                // The config reload that changed the paths loaded the identity from them already.
+                seen = fingerprint(&latest);
+                watched = latest;
+                continue;
+            }
+            watched = latest;
+            let now = fingerprint(&watched);
             if now == seen {
                 continue;
             }
             seen = now;
-            let cfg = config.clone();
+            let cfg = watched.clone();
             match tokio::task::spawn_blocking(move || load_identity(&cfg)).await {
                 Ok(Ok(ck)) => {
-                    resolver.current.store(ck);
-                    tracing::info!(cert_file = %config.tls.cert_file.display(), "tls certificate reloaded");
+                    resolver.set(ck);
+                    tracing::info!(cert_file = %watched.tls.cert_file.display(), "tls certificate reloaded");
                 }
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "tls certificate reload failed; still serving the previous certificate")
@@ -253,7 +278,19 @@ mod tests {
             dir.path(),
             "docs: 'http://10.0.0.1:80', crm.t.example.test: 'http://10.0.0.1:80'",
         );
-        load_identity(&c).unwrap();
+        let ck = load_identity(&c).unwrap();
+        let (not_before, not_after) = validity(&ck).unwrap();
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        assert!(
+            not_before <= now && now < not_after,
+            "{not_before} {now} {not_after}"
+        );
+        // certs::issue makes 90-day server certificates.
+        assert!(
+            (not_after - now - 90 * 86400).abs() < 2 * 86400,
+            "{}",
+            not_after - now
+        );
     }
 
     #[test]

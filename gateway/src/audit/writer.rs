@@ -242,8 +242,10 @@ impl Writer {
             None
         };
 
+        let started = Instant::now();
         match file.write_all(&self.buf).and_then(|()| file.sync_data()) {
             Ok(()) => {
+                crate::metrics::audit_batch(self.next_seq - first, started.elapsed());
                 let c = &self.shared.counters;
                 c.records
                     .fetch_add(self.next_seq - first, Ordering::Relaxed);

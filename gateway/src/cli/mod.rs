@@ -136,7 +136,9 @@ fn serve(path: PathBuf) -> anyhow::Result<()> {
     crate::telemetry::init(&config.log);
     tracing::info!(config = %path.display(), version = env!("CARGO_PKG_VERSION"), "starting mcp-gateway");
     runtime()?.block_on(async {
-        let server = crate::server::Server::bind(config).await?;
+        let server = crate::server::Server::bind(config)
+            .await?
+            .with_config_file(path);
         server.run(crate::server::shutdown_signal()).await
     })
 }

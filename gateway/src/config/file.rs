@@ -33,6 +33,19 @@ pub struct FileConfig {
     pub policies: Option<FilePolicies>,
     /// Extension: the decision log. Absent: on, in the default directory.
     pub audit: Option<FileAudit>,
+    /// Extension: the admin listener (health, readiness, metrics). Absent: on `127.0.0.1:9090`.
+    pub admin: Option<FileAdmin>,
+}
+
+/// `admin:` — the plaintext HTTP listener for `/healthz`, `/readyz` and `/metrics`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileAdmin {
+    /// `true` turns the admin listener off.
+    pub disabled: Option<bool>,
+    /// Address to listen on, e.g. `127.0.0.1:9090` (the default). It has no authentication: keep it on
+    /// loopback or a private interface.
+    pub listen: Option<String>,
 }
 
 /// `audit:` — where and how decisions are recorded.

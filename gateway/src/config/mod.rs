@@ -33,6 +33,20 @@ pub struct Config {
     pub policies: Option<PolicyConfig>,
     /// `None` only when the config says `audit: { disabled: true }`.
     pub audit: Option<AuditSettings>,
+    /// `None` only when the config says `admin: { disabled: true }`.
+    pub admin: Option<AdminSettings>,
+}
+
+/// Default admin listener address when the config names none.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
+
+/// The validated `admin:` block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminSettings {
+    pub listen: SocketAddr,
+    /// Whether `listen` was written in the config: then failing to bind it stops the start; the default
+    /// address being taken only logs a warning (an Anthropic config, which has no `admin:`, must start).
+    pub explicit: bool,
 }
 
 /// Default audit directory when the config names none.

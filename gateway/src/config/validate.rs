@@ -8,9 +8,10 @@ use ipnet::IpNet;
 
 use super::file::{FileConfig, FilePolicies, FileRoutes};
 use super::{
-    AuditSettings, Config, ConfigError, DEFAULT_AUDIT_DIR, IpPolicy, Limits, LogFormat, LogLevel,
-    LogSettings, MAX_MODULE_MEMORY_MB, ModuleLimits, ModuleSpec, PolicyConfig, PolicyMode, Redact,
-    RouteSpec, Scheme, TlsFiles, UpstreamTls, UpstreamUrl,
+    AdminSettings, AuditSettings, Config, ConfigError, DEFAULT_ADMIN_LISTEN, DEFAULT_AUDIT_DIR,
+    IpPolicy, Limits, LogFormat, LogLevel, LogSettings, MAX_MODULE_MEMORY_MB, ModuleLimits,
+    ModuleSpec, PolicyConfig, PolicyMode, Redact, RouteSpec, Scheme, TlsFiles, UpstreamTls,
+    UpstreamUrl,
 };
 
 /// Parses and validates YAML text; `path` is only used in messages.
@@ -148,6 +149,7 @@ impl Validator<'_> {
         }
         let limits = self.limits(f.limits.unwrap_or_default())?;
         let audit = self.audit(f.audit.unwrap_or_default())?;
+        let admin = self.admin(f.admin.unwrap_or_default())?;
         Ok(Config {
             listen,
             log,
@@ -160,7 +162,26 @@ impl Validator<'_> {
             limits,
             policies,
             audit,
+            admin,
         })
+    }
+
+    fn admin(&self, a: super::file::FileAdmin) -> Result<Option<AdminSettings>, ConfigError> {
+        match (a.disabled.unwrap_or(false), a.listen) {
+            (true, Some(_)) => Err(self.invalid(
+                "admin.listen",
+                "`listen` and `disabled: true` contradict each other: keep one",
+            )),
+            (true, None) => Ok(None),
+            (false, None) => Ok(Some(AdminSettings {
+                listen: DEFAULT_ADMIN_LISTEN.parse().expect("static address"),
+                explicit: false,
+            })),
+            (false, Some(l)) => Ok(Some(AdminSettings {
+                listen: self.socket_addr("admin.listen", &l)?,
+                explicit: true,
+            })),
+        }
     }
 
     fn redact(&self, field: &str, s: &str) -> Result<Redact, ConfigError> {
@@ -345,9 +366,13 @@ impl Validator<'_> {
     }
 
     fn listen_addr(&self, s: &str) -> Result<SocketAddr, ConfigError> {
+        self.socket_addr("listen_addr", s)
+    }
+
+    fn socket_addr(&self, field: &str, s: &str) -> Result<SocketAddr, ConfigError> {
         let bad = || {
             self.invalid(
-                "listen_addr",
+                field,
                 format!("`{s}` is not an address: use `:8080` (all interfaces), `127.0.0.1:8443` or `[::1]:8443`"),
             )
         };

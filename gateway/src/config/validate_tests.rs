@@ -307,3 +307,42 @@ fn audit_block_defaults_and_overrides() {
     .unwrap_err();
     assert!(e.contains("did you mean `dir`?"), "{e}");
 }
+
+#[test]
+fn admin_block_defaults_to_loopback_and_can_be_moved_or_disabled() {
+    let c = load(&base("routes: {docs: 'http://10.0.0.1:80'}")).unwrap();
+    let a = c.admin.unwrap();
+    assert_eq!(
+        (a.listen.to_string(), a.explicit),
+        ("127.0.0.1:9090".to_owned(), false)
+    );
+    let c = load(&base(
+        "routes: {docs: 'http://10.0.0.1:80'}\nadmin: {listen: '127.0.0.1:9901'}",
+    ))
+    .unwrap();
+    assert_eq!(
+        c.admin,
+        Some(AdminSettings {
+            listen: "127.0.0.1:9901".parse().unwrap(),
+            explicit: true
+        })
+    );
+    let c = load(&base(
+        "routes: {docs: 'http://10.0.0.1:80'}\nadmin: {disabled: true}",
+    ))
+    .unwrap();
+    assert!(c.admin.is_none());
+    let e = load(&base(
+        "routes: {docs: 'http://10.0.0.1:80'}\nadmin: {disabled: true, listen: ':9090'}",
+    ))
+    .unwrap_err();
+    assert!(e.contains("admin.listen") && e.contains("keep one"), "{e}");
+    let e = load(&base(
+        "routes: {docs: 'http://10.0.0.1:80'}\nadmin: {listen: 'nine'}",
+    ))
+    .unwrap_err();
+    assert!(
+        e.contains("admin.listen") && e.contains("not an address"),
+        "{e}"
+    );
+}

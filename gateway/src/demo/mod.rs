@@ -82,6 +82,8 @@ upstream:
 audit:
   dir: {d}/audit
   redact: digest
+admin:
+  listen: 127.0.0.1:0
 policies:
   cache_dir: {d}/policy-cache
   modules:
@@ -107,17 +109,27 @@ routes:
     let config = crate::config::load(&dir.join("config.yaml"))?;
     crate::telemetry::init(&config.log);
     let started = Instant::now();
-    let server = crate::server::Server::bind(config).await?;
+    let server = crate::server::Server::bind(config)
+        .await?
+        .with_config_file(dir.join("config.yaml"));
     let gw_addr = server.local_addr();
+    let admin_addr = server.admin_addr();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let gateway = tokio::spawn(server.run(async {
         let _ = stop_rx.await;
     }));
     println!(
         "  • gateway on https://{gw_addr} — route crm.{TUNNEL_DOMAIN} → http://{up_addr}, \
-         policies allowlist → guard → arguments (loaded in {} ms)\n",
+         policies allowlist → guard → arguments (loaded in {} ms)",
         started.elapsed().as_millis()
     );
+    if let Some(admin) = admin_addr {
+        println!(
+            "  • admin listener on http://{admin} — /healthz, /readyz, /metrics (Prometheus); the config \
+             file is reloaded when it changes and on SIGHUP"
+        );
+    }
+    println!();
 
     let ca = std::fs::read(dir.join("ca.crt"))?;
     let crm = PinnedClient::new(gw_addr, HOST, &ca)?;
@@ -350,10 +362,39 @@ routes:
         seen.with_request_id.load(Ordering::Relaxed),
         calls.join(", ")
     );
+    if let Some(admin) = admin_addr {
+        let metrics = admin_get(admin, "/metrics").await?;
+        println!(
+            "\nWhat the gateway counted (http://{admin}/metrics, requests by route, method, decision):"
+        );
+        for line in metrics
+            .lines()
+            .filter(|l| l.starts_with("mcp_gateway_requests_total{route=\"crm\""))
+        {
+            println!("  {line}");
+        }
+    }
     let _ = stop_tx.send(());
     gateway.await.context("gateway task")??;
     println!("gateway stopped cleanly.");
     audit_summary(&dir.join("audit"))
+}
+
+/// The body of a plaintext GET to the admin listener.
+async fn admin_get(addr: std::net::SocketAddr, path: &str) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await?;
+    tcp.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await?;
+    let mut text = String::new();
+    tcp.read_to_string(&mut text).await?;
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .context("admin listener: no HTTP response")?;
+    anyhow::ensure!(head.starts_with("HTTP/1.1 200"), "admin listener: {head}");
+    Ok(body.to_owned())
 }
 
 /// What an auditor would check: the chain verifies, and what was decided.

@@ -1,0 +1,72 @@
+//! The admin listener: plaintext HTTP, loopback by default, separate from the TLS listener. `/healthz` (the
+//! process answers), `/readyz` ([`ready`]: 200 only when every check passes, else 503, both with the checks as
+//! JSON), `/metrics` (Prometheus text, [`crate::metrics`]).
+//!
+//! [`router`] is the one place its routes are built; later features (the approvals API and page) merge their
+//! own `Router` into it. It has no authentication: keep it on loopback or a private interface.
+
+pub mod ready;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tokio::net::TcpListener;
+
+use crate::metrics;
+use crate::reload::Live;
+
+/// Every admin route, on the serving state.
+pub fn router(live: Arc<Live>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(scrape))
+        .with_state(live)
+}
+
+/// Serves `router` on `listener` until the task is dropped or aborted.
+pub async fn serve(listener: TcpListener, router: Router) -> std::io::Result<()> {
+    axum::serve(listener, router).await
+}
+
+async fn healthz() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        r#"{"status":"alive"}"#,
+    )
+}
+
+async fn readyz(State(live): State<Arc<Live>>) -> impl IntoResponse {
+    let report = ready::check(&live, time::OffsetDateTime::now_utc());
+    let status = if report.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        report.to_json(),
+    )
+}
+
+async fn scrape(State(live): State<Arc<Live>>) -> impl IntoResponse {
+    let gateway = live.gateway();
+    let view = metrics::Live {
+        audit: gateway
+            .auditor()
+            .log()
+            .map(|log| (log.metrics(), log.health() == crate::audit::Health::Ok)),
+        cert_not_after: crate::tls::validity(&live.tls.current()).map(|(_, not_after)| not_after),
+        now: time::OffsetDateTime::now_utc().unix_timestamp(),
+        reloads: live.reloads.read(),
+    };
+    (
+        [(header::CONTENT_TYPE, metrics::encode::CONTENT_TYPE)],
+        metrics::render(&view),
+    )
+}
