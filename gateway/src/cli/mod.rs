@@ -1,7 +1,9 @@
-//! Command line: `serve` (also reached with Anthropic's `-config FILE` form), `demo`, `certs init`,
-//! `policy check|eval|test`, `audit verify|query|tail|stats`, `sample-upstream`.
+//! Command line: `serve` (also reached with Anthropic's `-config FILE` form), `demo`,
+//! `certs init|renew|inspect`, `policy check|eval|test`, `audit verify|query|tail|stats`,
+//! `sample-upstream`.
 
 mod audit;
+mod certs;
 mod policy;
 
 use std::net::SocketAddr;
@@ -32,7 +34,7 @@ enum Command {
     /// Certificates for the inner TLS.
     Certs {
         #[command(subcommand)]
-        command: CertsCommand,
+        command: certs::CertsCommand,
     },
     /// Tools for policy authors: load and check a component, evaluate it on a request, run fixture files.
     Policy {
@@ -48,20 +50,6 @@ enum Command {
     SampleUpstream {
         #[arg(long, default_value = "127.0.0.1:9000")]
         listen: SocketAddr,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum CertsCommand {
-    /// Create a CA and a server certificate for `*.<tunnel-domain>` in DIR (ca.crt, ca.key, tls.crt, tls.key).
-    Init {
-        #[arg(long)]
-        tunnel_domain: String,
-        #[arg(long)]
-        out: PathBuf,
-        /// Key type of the server certificate.
-        #[arg(long, value_enum, default_value = "ecdsa-p256")]
-        key_type: crate::certs::KeyKind,
     },
 }
 
@@ -91,14 +79,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { config } => serve(config),
         Command::Demo => runtime().and_then(|rt| rt.block_on(crate::demo::run())),
-        Command::Certs {
-            command:
-                CertsCommand::Init {
-                    tunnel_domain,
-                    out,
-                    key_type,
-                },
-        } => certs_init(&tunnel_domain, &out, key_type),
+        Command::Certs { command } => return exit(certs::run(command)),
         Command::Policy { command } => policy::run(command),
         Command::Audit { command } => audit::run(command),
         Command::SampleUpstream { listen } => runtime().and_then(|rt| {
@@ -116,8 +97,13 @@ pub fn main() -> ExitCode {
             })
         }),
     };
+    exit(result.map(|()| ExitCode::SUCCESS))
+}
+
+/// The exit code of a command; an error is printed with its causes.
+fn exit(result: anyhow::Result<ExitCode>) -> ExitCode {
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", crate::telemetry::error_chain(e.as_ref()));
             ExitCode::FAILURE
@@ -139,24 +125,6 @@ fn serve(path: PathBuf) -> anyhow::Result<()> {
         let server = crate::server::Server::bind(config).await?;
         server.run(crate::server::shutdown_signal()).await
     })
-}
-
-fn certs_init(
-    tunnel_domain: &str,
-    out: &std::path::Path,
-    kind: crate::certs::KeyKind,
-) -> anyhow::Result<()> {
-    let issued = crate::certs::issue(tunnel_domain, kind)?;
-    issued.write_to(out)?;
-    println!(
-        "wrote {0}/ca.crt, {0}/ca.key (keep secret), {0}/tls.crt, {0}/tls.key (mode 0600)",
-        out.display()
-    );
-    println!(
-        "register {}/ca.crt with the tunnel; point tls.cert_file/tls.key_file at tls.crt/tls.key",
-        out.display()
-    );
-    Ok(())
 }
 
 #[cfg(test)]
