@@ -1,10 +1,13 @@
 //! Command line: `serve` (also reached with Anthropic's `-config FILE` form), `demo`,
-//! `certs init|renew|inspect`, `policy check|eval|test`, `audit verify|query|tail|stats`,
+//! `certs init|renew|inspect`, `check`, `probe`, `policy check|eval|test`, `audit verify|query|tail|stats`,
 //! `sample-upstream`.
 
 mod audit;
 mod certs;
+mod check;
+mod mcp_client;
 mod policy;
+mod probe;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -35,6 +38,44 @@ enum Command {
     Certs {
         #[command(subcommand)]
         command: certs::CertsCommand,
+    },
+    /// Preflight: every item the gateway needs (config, TLS key and certificate, each route's IP gate and MCP
+    /// answer, policies, audit directory), each ✓ / ✗ with the fix. Exit code 0 only if nothing failed.
+    Check {
+        #[arg(long, short = 'c', default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+        /// Machine-readable output (for CI).
+        #[arg(long)]
+        json: bool,
+        /// Path of the MCP endpoint on the upstreams.
+        #[arg(long, default_value = "/mcp")]
+        path: String,
+        /// Bound on each network step.
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+        /// A certificate with less validity left is a warning.
+        #[arg(long, default_value = "720h", value_parser = certs::parse_duration)]
+        warn_within: time::Duration,
+    },
+    /// Call a gateway the way a client does — connect to ADDR with the URL's host as SNI and Host — and show the
+    /// decision path: TLS, HTTP status, request id, JSON-RPC answer (gateway error codes explained), tools.
+    Probe {
+        /// e.g. https://crm.abcd1234.tunnel.anthropic.com/mcp
+        url: String,
+        /// Address to connect to instead of resolving the URL's host (like curl --resolve).
+        #[arg(long)]
+        connect: Option<String>,
+        /// CA certificate to trust (the tunnel CA, e.g. ca.crt); default: the system roots.
+        #[arg(long)]
+        ca: Option<PathBuf>,
+        /// Also call this tool.
+        #[arg(long)]
+        call: Option<String>,
+        /// Arguments of --call, as JSON.
+        #[arg(long, requires = "call")]
+        args: Option<String>,
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
     },
     /// Tools for policy authors: load and check a component, evaluate it on a request, run fixture files.
     Policy {
@@ -80,6 +121,38 @@ pub fn main() -> ExitCode {
         Command::Serve { config } => serve(config),
         Command::Demo => runtime().and_then(|rt| rt.block_on(crate::demo::run())),
         Command::Certs { command } => return exit(certs::run(command)),
+        Command::Check {
+            config,
+            json,
+            path,
+            timeout,
+            warn_within,
+        } => {
+            return exit(check::run(check::CheckOptions {
+                config,
+                json,
+                path,
+                timeout,
+                warn_within,
+            }));
+        }
+        Command::Probe {
+            url,
+            connect,
+            ca,
+            call,
+            args,
+            timeout,
+        } => {
+            return exit(probe::run(probe::ProbeOptions {
+                url,
+                connect,
+                ca,
+                call,
+                args,
+                timeout,
+            }));
+        }
         Command::Policy { command } => policy::run(command),
         Command::Audit { command } => audit::run(command),
         Command::SampleUpstream { listen } => runtime().and_then(|rt| {
