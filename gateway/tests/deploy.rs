@@ -92,7 +92,7 @@ fn dockerfile_copies_only_what_exists_or_is_built() {
     for i in ins.iter().filter(|i| i.starts_with("COPY ")) {
         copies += 1;
         let words: Vec<&str> = i.split_whitespace().skip(1).collect();
-        let from_builder = words.iter().any(|w| *w == "--from=builder");
+        let from_builder = words.contains(&"--from=builder");
         let paths: Vec<&str> = words
             .iter()
             .copied()
