@@ -65,7 +65,7 @@ async fn good_path_shows_tls_request_ids_and_tools() {
     let out = text(&o);
     assert!(o.status.success(), "{out}");
     for want in [
-        "SNI and Host crm.t.example.test:",
+        "SNI crm.t.example.test, Host crm.t.example.test:",
         "✓ handshake: TLSv1_3",
         "✓ SAN coverage: covers crm.t.example.test",
         "✓ signed by CA",

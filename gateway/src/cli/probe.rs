@@ -173,8 +173,8 @@ async fn probe(o: &ProbeOptions) -> anyhow::Result<bool> {
         format!("{}:{}", url.host, url.port)
     };
     println!(
-        "probe {} — connecting to {addr}, SNI and Host {authority}",
-        o.url
+        "probe {} — connecting to {addr}, SNI {}, Host {authority}",
+        o.url, url.host
     );
 
     let tls = if url.https {
