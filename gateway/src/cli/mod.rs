@@ -1,8 +1,13 @@
-//! Command line: `serve` (also reached with Anthropic's `-config FILE` form), `demo`, `certs init`,
-//! `policy check|eval|test`, `audit verify|query|tail|stats`, `sample-upstream`.
+//! Command line: `serve` (also reached with Anthropic's `-config FILE` form), `demo`,
+//! `certs init|renew|inspect`, `check`, `probe`, `policy check|eval|test`, `audit verify|query|tail|stats`,
+//! `sample-upstream`.
 
 mod audit;
+mod certs;
+mod check;
+mod mcp_client;
 mod policy;
+mod probe;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -32,7 +37,45 @@ enum Command {
     /// Certificates for the inner TLS.
     Certs {
         #[command(subcommand)]
-        command: CertsCommand,
+        command: certs::CertsCommand,
+    },
+    /// Preflight: every item the gateway needs (config, TLS key and certificate, each route's IP gate and MCP
+    /// answer, policies, audit directory), each ✓ / ✗ with the fix. Exit code 0 only if nothing failed.
+    Check {
+        #[arg(long, short = 'c', default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+        /// Machine-readable output (for CI).
+        #[arg(long)]
+        json: bool,
+        /// Path of the MCP endpoint on the upstreams.
+        #[arg(long, default_value = "/mcp")]
+        path: String,
+        /// Bound on each network step.
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+        /// A certificate with less validity left is a warning.
+        #[arg(long, default_value = "720h", value_parser = certs::parse_duration)]
+        warn_within: time::Duration,
+    },
+    /// Call a gateway the way a client does — connect to ADDR with the URL's host as SNI and Host — and show the
+    /// decision path: TLS, HTTP status, request id, JSON-RPC answer (gateway error codes explained), tools.
+    Probe {
+        /// e.g. https://crm.abcd1234.tunnel.anthropic.com/mcp
+        url: String,
+        /// Address to connect to instead of resolving the URL's host (like curl --resolve).
+        #[arg(long)]
+        connect: Option<String>,
+        /// CA certificate to trust (the tunnel CA, e.g. ca.crt); default: the system roots.
+        #[arg(long)]
+        ca: Option<PathBuf>,
+        /// Also call this tool.
+        #[arg(long)]
+        call: Option<String>,
+        /// Arguments of --call, as JSON.
+        #[arg(long, requires = "call")]
+        args: Option<String>,
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
     },
     /// Tools for policy authors: load and check a component, evaluate it on a request, run fixture files.
     Policy {
@@ -48,20 +91,6 @@ enum Command {
     SampleUpstream {
         #[arg(long, default_value = "127.0.0.1:9000")]
         listen: SocketAddr,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum CertsCommand {
-    /// Create a CA and a server certificate for `*.<tunnel-domain>` in DIR (ca.crt, ca.key, tls.crt, tls.key).
-    Init {
-        #[arg(long)]
-        tunnel_domain: String,
-        #[arg(long)]
-        out: PathBuf,
-        /// Key type of the server certificate.
-        #[arg(long, value_enum, default_value = "ecdsa-p256")]
-        key_type: crate::certs::KeyKind,
     },
 }
 
@@ -91,14 +120,39 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { config } => serve(config),
         Command::Demo => runtime().and_then(|rt| rt.block_on(crate::demo::run())),
-        Command::Certs {
-            command:
-                CertsCommand::Init {
-                    tunnel_domain,
-                    out,
-                    key_type,
-                },
-        } => certs_init(&tunnel_domain, &out, key_type),
+        Command::Certs { command } => return exit(certs::run(command)),
+        Command::Check {
+            config,
+            json,
+            path,
+            timeout,
+            warn_within,
+        } => {
+            return exit(check::run(check::CheckOptions {
+                config,
+                json,
+                path,
+                timeout,
+                warn_within,
+            }));
+        }
+        Command::Probe {
+            url,
+            connect,
+            ca,
+            call,
+            args,
+            timeout,
+        } => {
+            return exit(probe::run(probe::ProbeOptions {
+                url,
+                connect,
+                ca,
+                call,
+                args,
+                timeout,
+            }));
+        }
         Command::Policy { command } => policy::run(command),
         Command::Audit { command } => audit::run(command),
         Command::SampleUpstream { listen } => runtime().and_then(|rt| {
@@ -116,8 +170,13 @@ pub fn main() -> ExitCode {
             })
         }),
     };
+    exit(result.map(|()| ExitCode::SUCCESS))
+}
+
+/// The exit code of a command; an error is printed with its causes.
+fn exit(result: anyhow::Result<ExitCode>) -> ExitCode {
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", crate::telemetry::error_chain(e.as_ref()));
             ExitCode::FAILURE
@@ -141,24 +200,6 @@ fn serve(path: PathBuf) -> anyhow::Result<()> {
             .with_config_file(path);
         server.run(crate::server::shutdown_signal()).await
     })
-}
-
-fn certs_init(
-    tunnel_domain: &str,
-    out: &std::path::Path,
-    kind: crate::certs::KeyKind,
-) -> anyhow::Result<()> {
-    let issued = crate::certs::issue(tunnel_domain, kind)?;
-    issued.write_to(out)?;
-    println!(
-        "wrote {0}/ca.crt, {0}/ca.key (keep secret), {0}/tls.crt, {0}/tls.key (mode 0600)",
-        out.display()
-    );
-    println!(
-        "register {}/ca.crt with the tunnel; point tls.cert_file/tls.key_file at tls.crt/tls.key",
-        out.display()
-    );
-    Ok(())
 }
 
 #[cfg(test)]
