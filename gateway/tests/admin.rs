@@ -17,22 +17,7 @@ use mcp_gateway::demo::upstream;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use common::{TD, json_of, rpc};
-
-fn wasm(name: &str) -> PathBuf {
-    let dir = std::env::var_os("MCP_POLICY_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/policy")
-        });
-    let p = dir.join(format!("{name}.wasm"));
-    assert!(
-        p.exists(),
-        "{} is missing: run `bash policies/build.sh` first",
-        p.display()
-    );
-    p
-}
+use common::{TD, json_of, rpc, wasm};
 
 /// A gateway started from a config *file*, with reload on, and its admin listener.
 struct Running {

@@ -1,5 +1,8 @@
 //! The `mcp-gateway` binary as users run it: policy authors' commands and start-up errors.
 
+mod common;
+use common::wasm;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -9,16 +12,6 @@ fn bin() -> Command {
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn wasm(name: &str) -> PathBuf {
-    let p = repo().join(format!("target/wasm32-wasip2/policy/{name}.wasm"));
-    assert!(
-        p.exists(),
-        "{} is missing: run `bash policies/build.sh` first",
-        p.display()
-    );
-    p
 }
 
 fn text(o: &Output) -> String {

@@ -1,8 +1,11 @@
 //! `mcp-gateway check --config FILE` against a good setup (the sample MCP upstream in-process, real policy
 //! components, a temp audit dir) and against each way a setup breaks, with its exit code.
 
+mod common;
+use common::wasm;
+
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 const TD: &str = "t.example.test";
@@ -13,17 +16,6 @@ fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
-}
-
-fn wasm(name: &str) -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join(format!("../target/wasm32-wasip2/policy/{name}.wasm"));
-    assert!(
-        p.exists(),
-        "{} is missing: run `bash policies/build.sh` first",
-        p.display()
-    );
-    p
 }
 
 /// A working setup in a temp dir; `edit` changes the YAML before it is written.

@@ -1,7 +1,7 @@
 //! The policy engine end to end, in-process: real TLS, the sample MCP upstream, and the real policy
 //! components built from `policies/` (run `bash policies/build.sh` first; `tests/run.sh` does).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -13,22 +13,7 @@ use mcp_gateway::demo::upstream;
 use serde_json::{Value, json};
 
 mod common;
-use common::{Gw, TD};
-
-fn wasm(name: &str) -> PathBuf {
-    let dir = std::env::var_os("MCP_POLICY_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/policy")
-        });
-    let p = dir.join(format!("{name}.wasm"));
-    assert!(
-        p.exists(),
-        "{} is missing: run `bash policies/build.sh` first",
-        p.display()
-    );
-    p
-}
+use common::{Gw, TD, wasm};
 
 async fn bind(policies: &str, routes: &str) -> anyhow::Result<Gw> {
     let dir = tempfile::tempdir().unwrap();

@@ -4,7 +4,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -20,6 +20,22 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 pub const TD: &str = "t.example.test";
+
+/// A built policy component (`bash policies/build.sh`; `MCP_POLICY_DIR` overrides where they are).
+pub fn wasm(name: &str) -> PathBuf {
+    let dir = std::env::var_os("MCP_POLICY_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/policy")
+        });
+    let p = dir.join(format!("{name}.wasm"));
+    assert!(
+        p.exists(),
+        "{} is missing: run `bash policies/build.sh` first",
+        p.display()
+    );
+    p
+}
 
 pub struct Gw {
     pub dir: tempfile::TempDir,
