@@ -26,4 +26,5 @@ pub mod route;
 pub mod server;
 pub mod telemetry;
 pub mod tls;
+pub mod tunnel;
 pub mod upstream_gate;

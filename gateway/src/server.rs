@@ -28,6 +28,7 @@ use crate::pipeline::{self, Gateway};
 use crate::reload::{self, Live};
 use crate::telemetry::COUNTERS;
 use crate::tls;
+use crate::tunnel;
 use crate::upstream_gate::{Resolve, SystemResolver};
 
 /// A bound, ready-to-run gateway.
@@ -161,33 +162,41 @@ impl Server {
                 graceful.watcher(),
             );
             tokio::spawn(async move {
-                let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp))
+                // One listener, two shapes: TLS directly, or cloudflared's WebSocket carrying TLS.
+                let opening = match tokio::time::timeout(handshake_timeout, tunnel::opening(&tcp))
                     .await
                 {
-                    Ok(Ok(s)) => s,
-                    // A TCP probe (load balancer, readiness check) that closes before sending a ClientHello.
+                    Ok(Ok(o)) => o,
                     Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                        return tracing::debug!(client = %peer, "connection closed before the TLS handshake");
+                        return tracing::debug!(client = %peer, "connection closed before sending anything");
                     }
                     Ok(Err(e)) => return handshake_failed(peer, &e.to_string()),
                     Err(_) => {
                         return handshake_failed(
                             peer,
-                            &format!("timed out after {handshake_timeout:?}"),
+                            &format!("nothing received within {handshake_timeout:?}"),
                         );
                     }
                 };
-                let sni = stream.get_ref().1.server_name().map(str::to_owned);
-                let conn = Arc::new(ConnInfo { peer, sni });
-                let svc = service_fn(move |req| {
-                    let (gateway, conn) = (live.gateway(), conn.clone());
-                    async move { Ok::<_, Infallible>(pipeline::handle(gateway, conn, req).await) }
-                });
-                let serving = http
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .into_owned();
-                if let Err(e) = watcher.watch(serving).await {
-                    tracing::debug!(client = %peer, error = %e, "connection closed with error");
+                let conn = Connection {
+                    peer,
+                    acceptor,
+                    live,
+                    http,
+                    watcher,
+                    handshake_timeout,
+                };
+                match opening {
+                    tunnel::Opening::Tls => conn.serve(tcp).await,
+                    tunnel::Opening::Http => match tunnel::accept(tcp, handshake_timeout).await {
+                        Ok(carried) => {
+                            tracing::debug!(client = %peer, "WebSocket tunnel open; TLS follows inside it");
+                            conn.serve(carried).await
+                        }
+                        Err(e) => {
+                            tracing::warn!(client = %peer, "refused a plaintext connection: {e}")
+                        }
+                    },
                 }
             });
         }
@@ -208,6 +217,55 @@ impl Server {
             tracing::info!("audit log flushed and closed");
         }
         Ok(())
+    }
+}
+
+/// One accepted connection, whatever carries it: terminates the inner TLS and serves HTTP/1.1 or HTTP/2 on it.
+struct Connection {
+    peer: SocketAddr,
+    acceptor: TlsAcceptor,
+    live: Arc<reload::Live>,
+    http: Arc<auto::Builder<TokioExecutor>>,
+    watcher: hyper_util::server::graceful::Watcher,
+    handshake_timeout: std::time::Duration,
+}
+
+impl Connection {
+    async fn serve<IO>(self, io: IO)
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let Connection {
+            peer,
+            acceptor,
+            live,
+            http,
+            watcher,
+            handshake_timeout,
+        } = self;
+        let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(io)).await {
+            Ok(Ok(s)) => s,
+            // A TCP probe (load balancer, readiness check) that closes before sending a ClientHello.
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return tracing::debug!(client = %peer, "connection closed before the TLS handshake");
+            }
+            Ok(Err(e)) => return handshake_failed(peer, &e.to_string()),
+            Err(_) => {
+                return handshake_failed(peer, &format!("timed out after {handshake_timeout:?}"));
+            }
+        };
+        let sni = stream.get_ref().1.server_name().map(str::to_owned);
+        let conn = Arc::new(ConnInfo { peer, sni });
+        let svc = service_fn(move |req| {
+            let (gateway, conn) = (live.gateway(), conn.clone());
+            async move { Ok::<_, Infallible>(pipeline::handle(gateway, conn, req).await) }
+        });
+        let serving = http
+            .serve_connection(TokioIo::new(stream), svc)
+            .into_owned();
+        if let Err(e) = watcher.watch(serving).await {
+            tracing::debug!(client = %peer, error = %e, "connection closed with error");
+        }
     }
 }
 

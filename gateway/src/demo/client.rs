@@ -62,6 +62,23 @@ impl PinnedClient {
 }
 
 impl PinnedClient {
+    /// Sends one request (HTTP/1.1) the way cloudflared delivers it: a plaintext WebSocket to the listener
+    /// whose binary messages carry the TLS connection (see [`crate::tunnel`]).
+    pub async fn send_tunneled(
+        &self,
+        req: Request<Full<Bytes>>,
+    ) -> anyhow::Result<Response<Incoming>> {
+        let tcp = TcpStream::connect(self.addr).await?;
+        let (ws, _) = tokio_tungstenite::client_async(format!("ws://{}/", self.addr), tcp).await?;
+        let tls = self
+            .tls
+            .connect(self.sni.clone(), crate::tunnel::bytes_of(ws))
+            .await?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+        tokio::spawn(conn);
+        Ok(sender.send_request(req).await?)
+    }
+
     /// Sends one request over HTTP/2 (the URI must be absolute: it becomes `:authority`).
     pub async fn send_h2(&self, req: Request<Full<Bytes>>) -> anyhow::Result<Response<Incoming>> {
         let tcp = TcpStream::connect(self.addr).await?;
