@@ -2,6 +2,7 @@
 # Creates the Python venvs the end-to-end tests need (idempotent; a no-op when already done).
 #   tests/.venv/mcp2 : mcp==2.3.0 + pytest + jsonschema (runs the suite and the modern/legacy 2.x clients and server_v2)
 #   tests/.venv/mcp1 : mcp==1.30.0 (legacy-only server_v1 and client_v1)
+#   Debian chromium + chromium-driver (the approvals page test drives headless Chromium with selenium)
 # A stamp file keyed by the pinned requirements makes a rerun skip pip entirely.
 set -euo pipefail
 
@@ -9,7 +10,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 venvs="$here/.venv"
 python="${PYTHON:-python3}"
 
-MCP2_REQS=(mcp==2.3.0 pytest==8.4.2 pytest-timeout==2.4.0 trustme==1.2.1 jsonschema==4.26.0)
+MCP2_REQS=(mcp==2.3.0 pytest==8.4.2 pytest-timeout==2.4.0 trustme==1.2.1 jsonschema==4.26.0 selenium==4.40.0)
 MCP1_REQS=(mcp==1.30.0)
 
 make_venv() {
@@ -32,3 +33,12 @@ make_venv() {
 mkdir -p "$venvs"
 make_venv mcp2 "${MCP2_REQS[@]}"
 make_venv mcp1 "${MCP1_REQS[@]}"
+
+# Headless Chromium for tests/e2e/test_approvals_page.py (Debian packages; the driver matches the browser).
+if [[ ! -x /usr/bin/chromium || ! -x /usr/bin/chromedriver ]]; then
+    command -v apt-get >/dev/null 2>&1 || { echo "setup: chromium missing and apt-get unavailable" >&2; exit 1; }
+    echo "setup: installing chromium and chromium-driver (apt-get)"
+    sudo_=""; [[ $(id -u) -ne 0 ]] && sudo_="sudo"
+    $sudo_ apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq chromium chromium-driver >/dev/null
+fi

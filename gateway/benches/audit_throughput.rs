@@ -46,6 +46,7 @@ fn decision(i: u64) -> Record {
         }],
         decision: Decision::Allow,
         reason: None,
+        approval_id: None,
     })
 }
 

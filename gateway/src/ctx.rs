@@ -19,8 +19,8 @@ pub struct ConnInfo {
     pub sni: Option<String>,
 }
 
-/// One request's context.
-#[derive(Debug)]
+/// One request's context. (`Clone`: a call held for approval on an SSE stream continues on its own task.)
+#[derive(Debug, Clone)]
 pub struct RequestCtx {
     /// Time-ordered unique id (UUIDv7): the key of logs and, later, of audit records.
     pub id: HeaderValue,

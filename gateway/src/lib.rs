@@ -3,9 +3,11 @@
 //! The request path, one module per stage (see `ARCHITECTURE.md`):
 //! [`server`] (accept + [`tls`]) → [`pipeline`]: [`route`] → [`upstream_gate`] → [`mcp`] → [`policy`] →
 //! [`forward`], with [`reply`] the only place errors become responses. Beside it: [`reload`] (the serving
-//! generation, swapped on config change), [`admin`] (health, readiness, [`metrics`]).
+//! generation, swapped on config change), [`admin`] (health, readiness, [`metrics`], the [`approvals`] API
+//! and page).
 
 pub mod admin;
+pub mod approvals;
 pub mod arguments;
 pub mod audit;
 pub mod catalogue;

@@ -15,6 +15,8 @@ use http::{HeaderName, Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
+use crate::approvals::Approvals;
+use crate::approvals::hold;
 use crate::arguments;
 use crate::audit::stage::{Auditor, Recorded, Redaction};
 use crate::catalogue::Catalogue;
@@ -41,7 +43,7 @@ pub struct Route {
     /// What the upstream's `tools/list` said about each tool.
     pub catalogue: Arc<Catalogue>,
     pub validate_arguments: bool,
-    /// How tool arguments of this route go into audit records.
+    /// How tool arguments of this route go into audit records (and approval requests).
     pub redaction: Redaction,
     /// This route's counters (shared by key across config reloads).
     pub stats: Arc<metrics::RouteStats>,
@@ -55,6 +57,8 @@ pub struct Gateway {
     gate: UpstreamGate,
     limits: Limits,
     auditor: Auditor,
+    /// The approval workflow (process-wide, like the auditor); `None` without an `approvals:` block.
+    approvals: Option<Arc<Approvals>>,
 }
 
 impl Gateway {
@@ -100,6 +104,7 @@ impl Gateway {
             gate: UpstreamGate::new(config.ip_policy.clone(), resolver),
             limits: config.limits.clone(),
             auditor,
+            approvals: None,
         })
     }
 
@@ -109,6 +114,15 @@ impl Gateway {
 
     pub fn auditor(&self) -> &Auditor {
         &self.auditor
+    }
+
+    pub fn approvals(&self) -> Option<&Arc<Approvals>> {
+        self.approvals.as_ref()
+    }
+
+    /// Attaches the process's approval workflow (opened once at start, kept across reloads).
+    pub fn set_approvals(&mut self, approvals: Option<Arc<Approvals>>) {
+        self.approvals = approvals;
     }
 
     /// Keeps what `previous` learned of each upstream's tools, for routes whose key and upstream did not
@@ -134,26 +148,14 @@ pub async fn handle(
 ) -> Response<Body> {
     let mut ctx = RequestCtx::new(conn, req.method(), req.uri().path());
     let result = run(&gw, &mut ctx, req).await;
-    let stats = match ctx.route_index {
-        Some(i) => &*gw.routes[i].stats,
-        None => &metrics::UNROUTED,
-    };
-    let decision = match (&result, ctx.decision) {
-        (Ok(_), d) => d.unwrap_or("allow"),
-        (Err(_), None) => "refused",
-        (Err(_), Some(_)) => "error",
-    };
-    stats.request(ctx.mcp_method.as_deref(), decision);
     let mut resp = match result {
-        Ok(resp) => resp,
+        Ok(resp) => {
+            count(&gw, &ctx, true);
+            resp
+        }
         Err(err) => {
-            telemetry::refusal(&ctx, &err);
-            gw.auditor.refusal(&ctx, &err);
-            if let GatewayError::Forward(e) = &err {
-                gw.auditor
-                    .outcome(&ctx, None, Some(telemetry::error_chain(e)));
-            }
-            reply::error(&ctx, &err)
+            count(&gw, &ctx, false);
+            error_response(&gw, &ctx, err)
         }
     };
     resp.headers_mut()
@@ -162,8 +164,32 @@ pub async fn handle(
     resp
 }
 
+fn count(gw: &Gateway, ctx: &RequestCtx, ok: bool) {
+    let stats = match ctx.route_index {
+        Some(i) => &*gw.routes[i].stats,
+        None => &metrics::UNROUTED,
+    };
+    let decision = match (ok, ctx.decision) {
+        (true, d) => d.unwrap_or("allow"),
+        (false, None) => "refused",
+        (false, Some(_)) => "error",
+    };
+    stats.request(ctx.mcp_method.as_deref(), decision);
+}
+
+/// The response for an error, logged and audited (also used by a call held on its own task).
+pub(crate) fn error_response(gw: &Gateway, ctx: &RequestCtx, err: GatewayError) -> Response<Body> {
+    telemetry::refusal(ctx, &err);
+    gw.auditor.refusal(ctx, &err);
+    if let GatewayError::Forward(e) = &err {
+        gw.auditor
+            .outcome(ctx, None, Some(telemetry::error_chain(e)));
+    }
+    reply::error(ctx, &err)
+}
+
 async fn run(
-    gw: &Gateway,
+    gw: &Arc<Gateway>,
     ctx: &mut RequestCtx,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, GatewayError> {
@@ -227,6 +253,21 @@ async fn run(
         Ok(permitted) => permitted,
         Err(refused) => {
             ctx.decision = Some(refused_label(&refused));
+            // A single tools/call sent for approval: held until an approver decides (approvals/hold.rs).
+            if let Some(approvals) = &gw.approvals
+                && let Some(call) = hold::Call::of(&refused, ctx, &route.redaction)
+            {
+                let held = hold::Held {
+                    gw: gw.clone(),
+                    approvals: approvals.clone(),
+                    route: id,
+                    addrs,
+                    parts,
+                    refused,
+                    call,
+                };
+                return hold::respond(held, ctx).await;
+            }
             telemetry::policy_refusal(ctx, &refused);
             gw.auditor.refused(ctx, &route.redaction, &refused);
             return Ok(reply::policy_answer(ctx, &refused));
@@ -237,7 +278,20 @@ async fn run(
     } else {
         "allow"
     });
+    forward(gw, ctx, id, addrs, parts, permitted).await
+}
 
+/// Audit, then forward, streaming the answer back: the one way out of the gateway for a [`policy::Permitted`]
+/// request (allowed by the chain, or let through by an approval).
+pub(crate) async fn forward(
+    gw: &Gateway,
+    ctx: &mut RequestCtx,
+    route: usize,
+    addrs: upstream_gate::GatedAddrs,
+    parts: http::request::Parts,
+    permitted: policy::Permitted,
+) -> Result<Response<Body>, GatewayError> {
+    let route = &gw.routes[route];
     // Forward, streaming the answer back. On policed routes, `tools/list` answers are filtered and requests
     // the server makes of the client on SSE streams are decided, both on the way.
     let policed = route.policy.is_configured();

@@ -10,9 +10,9 @@
 //! "failure"}` counts it, and the old generation keeps serving. Invariant 5 holds per generation: each one is
 //! validated once and immutable.
 //!
-//! What a reload cannot change (the listeners, log settings, the server's connection timeouts, and the open
-//! audit log — the decisions of both generations go into the one chain) keeps its start-up value, with a
-//! warning that a restart is needed. Route redaction settings do apply.
+//! What a reload cannot change (the listeners, log settings, the server's connection timeouts, the open
+//! audit log — the decisions of both generations go into the one chain — and the approval workflow, whose
+//! held calls span generations) keeps its start-up value, with a warning that a restart is needed. Route redaction settings do apply.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -190,6 +190,8 @@ impl Live {
         let mut gateway = Gateway::new(&config, &policies, auditor, self.dns.clone())
             .map_err(ReloadError::Build)?;
         gateway.inherit_catalogues(&old.gateway);
+        // Like the audit log, the approval workflow opened at start serves every generation.
+        gateway.set_approvals(old.gateway.approvals().cloned());
         log_route_changes(&old.config, &config);
         let number = old.number + 1;
         self.tls.set(identity);
@@ -224,6 +226,9 @@ fn warn_restart_required(running: &Config, new: &Config) {
         || a.idle_timeout != b.idle_timeout
     {
         changed.push("limits.tls_handshake_timeout/request_header_timeout/idle_timeout");
+    }
+    if running.approvals != new.approvals {
+        changed.push("approvals");
     }
     if audit_log_differs(running.audit.as_ref(), new.audit.as_ref()) {
         changed.push(

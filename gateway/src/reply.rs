@@ -235,7 +235,8 @@ pub fn policy_answer(ctx: &RequestCtx, refused: &crate::policy::Refused) -> Resp
                     let text = if approval {
                         format!(
                             "Approval required by policy '{policy}': {reason}. The call was not executed: it needs a human approval, \
-                             which this gateway does not obtain yet. Gateway request id: {id}."
+                             and this gateway has no approval workflow for it (`approvals:` is not configured, or the call is \
+                             part of a batch). Gateway request id: {id}."
                         )
                     } else {
                         format!("Blocked by policy '{policy}': {reason}. Do not retry this call. Gateway request id: {id}.")
@@ -292,4 +293,63 @@ pub fn invalid_arguments(
 
 fn rpc_error(id: Value, code: i64, message: &str, data: Value) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message, "data": data}})
+}
+
+/// The answer to a `tools/call` held for approval that is not let through: HTTP 200 with a tool result
+/// `isError: true` naming the approval, and what the model (or its user) can do about it.
+pub fn approval_answer(
+    ctx: &RequestCtx,
+    refused: &crate::policy::Refused,
+    call: &crate::approvals::hold::Call,
+    why: &crate::approvals::hold::Unsettled,
+) -> Response<Body> {
+    use crate::approvals::hold::Unsettled;
+    let rid = ctx.id_str();
+    let (policy, reason) = (&call.policy, &call.reason);
+    let text = match why {
+        Unsettled::Denied {
+            id,
+            approver,
+            comment,
+        } => format!(
+            "Denied by approver '{approver}' (approval {id}){}. The call was not executed. Do not retry it unchanged. \
+             Gateway request id: {rid}.",
+            comment
+                .as_deref()
+                .map(|c| format!(": {c}"))
+                .unwrap_or_default()
+        ),
+        Unsettled::Pending { id, wait } => format!(
+            "Approval {id} pending: this call needs a human approval (policy '{policy}': {reason}) and was not executed \
+             within {}s. Ask an approver to approve {id}, then retry the identical call (same tool and arguments). \
+             Gateway request id: {rid}.",
+            wait.as_secs()
+        ),
+        Unsettled::Expired { id } => format!(
+            "Approval {id} expired before anyone decided it; the call was not executed. Calling again asks for a new \
+             approval. Gateway request id: {rid}."
+        ),
+        Unsettled::GrantTaken { id } => format!(
+            "Approval {id} was approved, but its grant was already used by another identical call; this one was not \
+             executed. Calling again asks for a new approval. Gateway request id: {rid}."
+        ),
+        Unsettled::StoreUnavailable => format!(
+            "Approval required by policy '{policy}': {reason}. The gateway cannot reach its approval store, so the call \
+             was not executed; retry later. Gateway request id: {rid}."
+        ),
+    };
+    let modern = refused.inbound.is_modern();
+    let rpc_id = ctx
+        .rpc_id
+        .as_ref()
+        .map(|i| i.to_value())
+        .unwrap_or(Value::Null);
+    let mut result = json!({"content": [{"type": "text", "text": text}], "isError": true});
+    if modern {
+        result["resultType"] = json!("complete");
+    }
+    json_response(
+        StatusCode::OK,
+        &json!({"jsonrpc": "2.0", "id": rpc_id, "result": result}),
+    )
 }

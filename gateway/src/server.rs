@@ -59,7 +59,9 @@ impl Server {
             tokio::task::spawn_blocking(move || crate::policy::PolicySet::load(&config)).await??
         };
         let auditor = open_audit(&config)?;
-        let gateway = Gateway::new(&config, &policies, auditor, dns.clone())?;
+        let approvals = open_approvals(&config, &auditor)?;
+        let mut gateway = Gateway::new(&config, &policies, auditor, dns.clone())?;
+        gateway.set_approvals(approvals);
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -111,6 +113,9 @@ impl Server {
             let live = live.clone();
             move || live.config()
         })];
+        if let Some(approvals) = live.gateway().approvals() {
+            background.push(approvals.spawn_sweeper());
+        }
         if let Some(admin) = admin {
             let router = admin::router(live.clone());
             background.push(tokio::spawn(async move {
@@ -273,6 +278,38 @@ impl Connection {
 pub const AUDIT_DIR_ENV: &str = "MCP_GATEWAY_AUDIT_DIR";
 
 /// Opens the audit log the config asks for; `None` only when the config disables auditing explicitly.
+/// Opens the approval store when the config has an `approvals:` block (a store that cannot be opened stops
+/// the start: calls needing approval would otherwise have nowhere to wait).
+fn open_approvals(
+    config: &Config,
+    auditor: &Auditor,
+) -> anyhow::Result<Option<Arc<crate::approvals::Approvals>>> {
+    let Some(settings) = &config.approvals else {
+        return Ok(None);
+    };
+    let approvals =
+        crate::approvals::Approvals::open(settings, auditor.clone()).with_context(|| {
+            format!(
+                "cannot open the approval database {} (set `approvals.db` to a writable path)",
+                settings.db.display()
+            )
+        })?;
+    tracing::info!(
+        db = %settings.db.display(), wait = ?settings.wait, expire = ?settings.expire,
+        approvers = settings.approvers.len(), webhook = settings.webhook.is_some(),
+        "approvals: calls a policy sends for approval are held for an approver"
+    );
+    if settings.approvers.is_empty() {
+        tracing::warn!("approvals: no `approvers` configured, so nobody can approve a held call");
+    }
+    if config.admin.is_none() {
+        tracing::warn!(
+            "approvals: the admin listener is disabled, so the approvals API and page are unreachable"
+        );
+    }
+    Ok(Some(approvals))
+}
+
 fn open_audit(config: &Config) -> anyhow::Result<Auditor> {
     let Some(a) = &config.audit else {
         tracing::warn!(

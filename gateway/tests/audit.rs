@@ -120,6 +120,43 @@ fn records_match_the_documented_schema() {
         }))
         .await
         .unwrap();
+        use mcp_gateway::audit::{ApprovalEvent, ApprovalRecord, Arguments};
+        for (i, event) in [
+            ApprovalEvent::Requested,
+            ApprovalEvent::Notified,
+            ApprovalEvent::Approved,
+            ApprovalEvent::Denied,
+            ApprovalEvent::Expired,
+            ApprovalEvent::GrantUsed,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            log.append(Record::Approval(ApprovalRecord {
+                event,
+                approval_id: "apr_abcdefghijkl".into(),
+                request_id: Some("r".into()),
+                route: "crm".into(),
+                tool: "delete_customer".into(),
+                args_digest: format!("sha256:{}", "ab".repeat(32)),
+                arguments: if i % 2 == 0 {
+                    Arguments::Full(serde_json::json!({"id": "c-1"}))
+                } else {
+                    Arguments::Omitted
+                },
+                principal: (i == 0).then(|| "carol".into()),
+                policy: Some("guard".into()),
+                reason: Some("deletes data".into()),
+                expires_at: Some("2026-01-01T00:00:00.000000Z".into()),
+                approver: (i == 2).then(|| "alice".into()),
+                comment: (i == 2).then(|| "ok".into()),
+                delivered: (i == 1).then_some(false),
+                attempts: (i == 1).then_some(5),
+                error: (i == 1).then(|| "connection refused".into()),
+            }))
+            .await
+            .unwrap();
+        }
         log.close().await;
     });
     let kinds: std::collections::BTreeSet<String> = records(&dir)
@@ -133,6 +170,12 @@ fn records_match_the_documented_schema() {
         "segment_start",
         "recovery",
         "checkpoint",
+        "approval_requested",
+        "approval_notified",
+        "approval_approved",
+        "approval_denied",
+        "approval_expired",
+        "approval_grant_used",
     ] {
         assert!(kinds.contains(k), "no {k} record");
     }

@@ -2,8 +2,9 @@
 //! process answers), `/readyz` ([`ready`]: 200 only when every check passes, else 503, both with the checks as
 //! JSON), `/metrics` (Prometheus text, [`crate::metrics`]).
 //!
-//! [`router`] is the one place its routes are built; later features (the approvals API and page) merge their
-//! own `Router` into it. It has no authentication: keep it on loopback or a private interface.
+//! [`router`] is the one place its routes are built; the approvals API and page ([`crate::approvals::api`])
+//! are merged in when approvals are configured. Health, readiness and metrics have no authentication (keep
+//! the listener on loopback or a private interface); the approvals routes require an approver's token.
 
 pub mod ready;
 
@@ -21,11 +22,17 @@ use crate::reload::Live;
 
 /// Every admin route, on the serving state.
 pub fn router(live: Arc<Live>) -> Router {
-    Router::new()
+    let approvals = live.gateway().approvals().cloned();
+    let router = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(scrape))
-        .with_state(live)
+        .with_state(live);
+    match approvals {
+        // The approvers' API and page (they authenticate approvers themselves).
+        Some(a) => router.merge(crate::approvals::api::router(a)),
+        None => router,
+    }
 }
 
 /// Serves `router` on `listener` until the task is dropped or aborted.

@@ -48,8 +48,8 @@ use time::OffsetDateTime;
 use tokio::sync::{Semaphore, oneshot};
 
 pub use record::{
-    Arguments, Decision, DecisionRecord, OutcomeRecord, PolicyResult, Record, RefusalKind,
-    RefusalRecord,
+    ApprovalEvent, ApprovalRecord, Arguments, Decision, DecisionRecord, OutcomeRecord,
+    PolicyResult, Record, RefusalKind, RefusalRecord,
 };
 
 /// Audit log settings.

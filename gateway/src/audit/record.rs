@@ -46,6 +46,8 @@ pub enum Record {
     Refusal(RefusalRecord),
     /// What happened upstream after a forwarded request (written after the fact).
     Outcome(OutcomeRecord),
+    /// A step of the approval workflow (requested, notified, approved, denied, expired, grant used).
+    Approval(ApprovalRecord),
 }
 
 impl Record {
@@ -55,6 +57,7 @@ impl Record {
             Record::Decision(_) => "decision",
             Record::Refusal(_) => "refusal",
             Record::Outcome(_) => "outcome",
+            Record::Approval(a) => a.event.kind(),
         }
     }
 
@@ -64,6 +67,7 @@ impl Record {
             Record::Decision(d) => d.to_data(),
             Record::Refusal(r) => to_object(r),
             Record::Outcome(o) => to_object(o),
+            Record::Approval(a) => a.to_data(),
         }
     }
 }
@@ -184,6 +188,9 @@ pub struct DecisionRecord {
     pub decision: Decision,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The approval whose grant let this call through (decision `allow` after `require_approval`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval_id: Option<String>,
 }
 
 impl DecisionRecord {
@@ -203,6 +210,77 @@ impl DecisionRecord {
                 }
                 Arguments::Omitted => {}
             }
+        }
+        v
+    }
+}
+
+/// Which step of the approval workflow an [`ApprovalRecord`] is (its envelope `kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApprovalEvent {
+    Requested,
+    Notified,
+    Approved,
+    Denied,
+    Expired,
+    GrantUsed,
+}
+
+impl ApprovalEvent {
+    pub fn kind(self) -> &'static str {
+        match self {
+            ApprovalEvent::Requested => "approval_requested",
+            ApprovalEvent::Notified => "approval_notified",
+            ApprovalEvent::Approved => "approval_approved",
+            ApprovalEvent::Denied => "approval_denied",
+            ApprovalEvent::Expired => "approval_expired",
+            ApprovalEvent::GrantUsed => "approval_grant_used",
+        }
+    }
+}
+
+/// One step of an approval request's life.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ApprovalRecord {
+    #[serde(skip)]
+    pub event: ApprovalEvent,
+    pub approval_id: String,
+    /// The gateway request id of the call that asked for the approval, or (grant used) that used it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    pub route: String,
+    pub tool: String,
+    /// `sha256:<hex>` of the canonical arguments: what a grant is bound to.
+    pub args_digest: String,
+    #[serde(skip)]
+    pub arguments: Arguments,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// Approved / denied: who decided, and what they wrote.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approver: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    /// Notified: whether the webhook accepted it, after how many attempts, and the last error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivered: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl ApprovalRecord {
+    fn to_data(&self) -> Value {
+        let mut v = to_object(self);
+        if let (Value::Object(m), Arguments::Full(a)) = (&mut v, &self.arguments) {
+            m.insert("arguments".into(), a.clone());
         }
         v
     }
@@ -461,6 +539,7 @@ mod tests {
             policies: vec![],
             decision: Decision::Allow,
             reason: None,
+            approval_id: None,
         };
         assert_eq!(d.to_data()["arguments"], json!({"x": 1}));
         d.arguments = Arguments::digest_of(&json!({"x": 1}));

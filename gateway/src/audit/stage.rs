@@ -72,7 +72,8 @@ impl Redaction {
         .unwrap_or(self.default)
     }
 
-    fn apply(&self, tool: Option<&str>, args: Option<&Value>) -> Arguments {
+    /// What of `args` (of a call to `tool`) this route keeps.
+    pub fn apply(&self, tool: Option<&str>, args: Option<&Value>) -> Arguments {
         match (args, self.mode(tool)) {
             (None, _) | (_, Redact::Omit) => Arguments::Omitted,
             (Some(a), Redact::Full) => Arguments::Full(a.clone()),
@@ -131,7 +132,23 @@ impl Auditor {
                 seq: None,
             });
         };
-        let records = decision_records(ctx, redaction, permitted.inbound(), permitted.verdicts());
+        let mut records =
+            decision_records(ctx, redaction, permitted.inbound(), permitted.verdicts());
+        if let Some(a) = permitted.approval() {
+            for r in records
+                .iter_mut()
+                .filter(|r| r.decision == Decision::RequireApproval)
+            {
+                r.decision = Decision::Allow;
+                r.reason = Some(format!(
+                    "allowed by approval {} (approved by {}); asked by {}",
+                    a.id,
+                    a.approver.as_deref().unwrap_or("?"),
+                    r.reason.as_deref().unwrap_or("policy")
+                ));
+                r.approval_id = Some(a.id.clone());
+            }
+        }
         let mut seq = None;
         for r in records {
             seq = Some(log.append(Record::Decision(r)).await?.seq);
@@ -143,6 +160,21 @@ impl Auditor {
     pub fn refused(&self, ctx: &RequestCtx, redaction: &Redaction, refused: &Refused) {
         let Some(log) = &self.log else { return };
         for r in decision_records(ctx, redaction, &refused.inbound, &refused.verdicts) {
+            log.append_later(Record::Decision(r));
+        }
+    }
+
+    /// Records a call the chain sent for approval and that now waits for approval `approval_id` (queued).
+    pub fn awaiting_approval(
+        &self,
+        ctx: &RequestCtx,
+        redaction: &Redaction,
+        refused: &Refused,
+        approval_id: &str,
+    ) {
+        let Some(log) = &self.log else { return };
+        for mut r in decision_records(ctx, redaction, &refused.inbound, &refused.verdicts) {
+            r.approval_id = Some(approval_id.to_owned());
             log.append_later(Record::Decision(r));
         }
     }
@@ -269,6 +301,7 @@ fn envelope(ctx: &RequestCtx, method: String) -> DecisionRecord {
         policies: Vec::new(),
         decision: Decision::Allow,
         reason: None,
+        approval_id: None,
     }
 }
 

@@ -460,7 +460,15 @@ impl State<'_> {
                 Ok(())
             }
             "checkpoint" => self.checkpoint(rec),
-            "decision" | "refusal" | "outcome" => Ok(()),
+            "decision"
+            | "refusal"
+            | "outcome"
+            | "approval_requested"
+            | "approval_notified"
+            | "approval_approved"
+            | "approval_denied"
+            | "approval_expired"
+            | "approval_grant_used" => Ok(()),
             other => Err(format!("unknown record kind `{other}`")),
         }
     }

@@ -1,7 +1,8 @@
 //! Command line: `serve` (also reached with Anthropic's `-config FILE` form), `demo`,
 //! `certs init|renew|inspect`, `check`, `probe`, `policy check|eval|test`, `audit verify|query|tail|stats`,
-//! `sample-upstream`.
+//! `approvals list|show|approve|deny`, `sample-upstream`.
 
+mod approvals;
 mod audit;
 mod certs;
 mod check;
@@ -87,6 +88,13 @@ enum Command {
         #[command(subcommand)]
         command: audit::AuditCommand,
     },
+    /// For approvers: list, show, approve or deny calls held for approval (through the admin listener's API).
+    Approvals {
+        #[command(flatten)]
+        conn: approvals::Conn,
+        #[command(subcommand)]
+        command: approvals::ApprovalsCommand,
+    },
     /// Run the sample upstream MCP server used by the demo and the benchmarks (plain HTTP, path /mcp).
     SampleUpstream {
         #[arg(long, default_value = "127.0.0.1:9000")]
@@ -155,6 +163,7 @@ pub fn main() -> ExitCode {
         }
         Command::Policy { command } => policy::run(command),
         Command::Audit { command } => audit::run(command),
+        Command::Approvals { conn, command } => return exit(approvals::run(conn, command)),
         Command::SampleUpstream { listen } => runtime().and_then(|rt| {
             rt.block_on(async {
                 let sample = crate::demo::upstream::spawn(listen).await?;

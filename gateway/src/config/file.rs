@@ -35,6 +35,54 @@ pub struct FileConfig {
     pub audit: Option<FileAudit>,
     /// Extension: the admin listener (health, readiness, metrics). Absent: on `127.0.0.1:9090`.
     pub admin: Option<FileAdmin>,
+    /// Extension: human approval of calls a policy marks "require approval". Absent: such calls are refused.
+    pub approvals: Option<FileApprovals>,
+}
+
+/// `approvals:` — hold calls that need a human approval, and who may approve them.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileApprovals {
+    /// SQLite database of approval requests. Default: `approvals.db` beside the audit directory
+    /// (`/var/lib/mcp-gateway/approvals.db`).
+    pub db: Option<String>,
+    /// How long a call waits for a decision before it is answered "pending, retry after approval". Default `30s`.
+    pub wait: Option<String>,
+    /// How long an approval request can be decided before it expires. Default `1h`.
+    pub expire: Option<String>,
+    /// How long after the approval its grant lets the identical call through. Default `1h`.
+    pub grant_ttl: Option<String>,
+    /// How many identical calls one approval lets through. Default 1.
+    pub grant_uses: Option<u32>,
+    /// Interval of SSE keep-alives (and progress notifications) to a held client. Default `5s`.
+    pub keepalive: Option<String>,
+    /// How often a held call re-reads its request (decisions made by another replica). Default `500ms`.
+    pub poll_interval: Option<String>,
+    /// Optional webhook told about every new approval request (JSON POST, retried).
+    pub webhook: Option<FileWebhook>,
+    /// Who may approve, each with a bearer token (given as its SHA-256, or in a file).
+    #[serde(default)]
+    pub approvers: Vec<FileApprover>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileWebhook {
+    /// `http://host:port/path` (plain HTTP; put a relay in front of an HTTPS endpoint).
+    pub url: String,
+    /// Attempts before giving up (with exponential backoff from 500ms). Default 5.
+    pub attempts: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileApprover {
+    /// The approver's identity: shown in records and compared with the caller's principal.
+    pub name: String,
+    /// Hex SHA-256 of the approver's bearer token (`printf %s "$TOKEN" | sha256sum`).
+    pub token_sha256: Option<String>,
+    /// Or: a file holding the token itself (trailing whitespace ignored).
+    pub token_file: Option<String>,
 }
 
 /// `admin:` — the plaintext HTTP listener for `/healthz`, `/readyz` and `/metrics`.

@@ -35,6 +35,44 @@ pub struct Config {
     pub audit: Option<AuditSettings>,
     /// `None` only when the config says `admin: { disabled: true }`.
     pub admin: Option<AdminSettings>,
+    /// `None` when the config has no `approvals:` block (calls needing approval are refused).
+    pub approvals: Option<ApprovalSettings>,
+}
+
+/// The validated `approvals:` block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalSettings {
+    pub db: PathBuf,
+    pub wait: Duration,
+    pub expire: Duration,
+    pub grant_ttl: Duration,
+    pub grant_uses: u32,
+    pub keepalive: Duration,
+    pub poll_interval: Duration,
+    pub webhook: Option<Webhook>,
+    /// Names are unique; so are tokens.
+    pub approvers: Vec<Approver>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Webhook {
+    pub url: http::Uri,
+    pub attempts: u32,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct Approver {
+    pub name: String,
+    /// SHA-256 of the bearer token.
+    pub token_sha256: [u8; 32],
+}
+
+impl std::fmt::Debug for Approver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Approver")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Default admin listener address when the config names none.

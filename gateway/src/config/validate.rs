@@ -150,6 +150,10 @@ impl Validator<'_> {
         let limits = self.limits(f.limits.unwrap_or_default())?;
         let audit = self.audit(f.audit.unwrap_or_default())?;
         let admin = self.admin(f.admin.unwrap_or_default())?;
+        let approvals = match f.approvals {
+            Some(a) => Some(self.approvals(a, audit.as_ref())?),
+            None => None,
+        };
         Ok(Config {
             listen,
             log,
@@ -163,6 +167,7 @@ impl Validator<'_> {
             policies,
             audit,
             admin,
+            approvals,
         })
     }
 
@@ -635,6 +640,8 @@ pub fn parse_upstream(s: &str) -> Result<UpstreamUrl, String> {
         .ok_or_else(|| format!("`{port}` is not a port"))?;
     Ok(UpstreamUrl { scheme, host, port })
 }
+
+mod approvals;
 
 #[cfg(test)]
 #[path = "validate_tests.rs"]

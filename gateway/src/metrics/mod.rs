@@ -70,6 +70,10 @@ pub const REFUSAL_REASONS: [&str; 14] = [
     "other",
 ];
 
+/// `mcp_gateway_approvals_pending`: approval requests still pending in the store (see
+/// `approvals::Approvals::spawn_sweeper`).
+pub static APPROVALS_PENDING: AtomicI64 = AtomicI64::new(0);
+
 /// `kind` label of upstream errors.
 pub const UPSTREAM_ERRORS: [&str; 4] = ["timeout", "unavailable", "bad_request", "status_5xx"];
 
@@ -506,8 +510,13 @@ pub fn render(live: &Live) -> String {
         Kind::Gauge,
         "Requests held for human approval.",
     );
-    // Always 0 until the approval workflow (issue 5) holds requests: "require approval" is refused today.
-    e.sample("mcp_gateway_approvals_pending", &[], 0);
+    // Pending approval requests in the store (all replicas sharing it), refreshed by the approvals sweeper
+    // every second and after every change this process makes; 0 when approvals are not configured.
+    e.sample(
+        "mcp_gateway_approvals_pending",
+        &[],
+        APPROVALS_PENDING.load(Ordering::Relaxed),
+    );
     e.finish()
 }
 

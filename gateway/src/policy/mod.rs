@@ -111,9 +111,40 @@ pub enum PolicyChain {
 pub struct Permitted {
     inbound: Inbound,
     verdicts: Vec<Verdict>,
+    /// The approval that let a `RequireApproval` call through (see [`Permitted::by_approval`]).
+    approval: Option<crate::approvals::store::Approval>,
 }
 
 impl Permitted {
+    /// A call the chain sent for approval, let through because the approval store consumed a grant for
+    /// it. Only possible with a [`crate::approvals::Granted`] (private field, made only by the approvals
+    /// module), and only for a payload every message of which was allowed or sent for approval (a deny or
+    /// a hidden tool stays refused: `Err`).
+    pub fn by_approval(
+        refused: Refused,
+        granted: crate::approvals::Granted,
+    ) -> Result<Permitted, Box<Refused>> {
+        let approvable = refused.verdicts.iter().all(|v| {
+            matches!(
+                v.outcome,
+                verdict::Outcome::Allow | verdict::Outcome::RequireApproval { .. }
+            )
+        });
+        if !approvable {
+            return Err(Box::new(refused));
+        }
+        Ok(Permitted {
+            inbound: refused.inbound,
+            verdicts: refused.verdicts,
+            approval: Some(granted.approval().clone()),
+        })
+    }
+
+    /// The approval whose grant let this request through, if any.
+    pub fn approval(&self) -> Option<&crate::approvals::store::Approval> {
+        self.approval.as_ref()
+    }
+
     pub fn inbound(&self) -> &Inbound {
         &self.inbound
     }
@@ -181,6 +212,7 @@ impl PolicyChain {
         let (engine, modules) = match self {
             PolicyChain::Unconfigured => {
                 return Ok(Permitted {
+                    approval: None,
                     inbound,
                     verdicts: Vec::new(),
                 });
@@ -189,6 +221,7 @@ impl PolicyChain {
         };
         let Inbound::Post { payload, .. } = &inbound else {
             return Ok(Permitted {
+                approval: None,
                 inbound,
                 verdicts: Vec::new(),
             });
@@ -199,7 +232,11 @@ impl PolicyChain {
                 .iter()
                 .map(|_| Verdict::allow_unpoliced())
                 .collect();
-            return Ok(Permitted { inbound, verdicts });
+            return Ok(Permitted {
+                inbound,
+                verdicts,
+                approval: None,
+            });
         }
         let context = view::context(ctx);
         let jobs: Vec<Job> = payload
@@ -215,7 +252,11 @@ impl PolicyChain {
         })
         .await;
         if verdicts.iter().all(Verdict::is_allow) {
-            Ok(Permitted { inbound, verdicts })
+            Ok(Permitted {
+                inbound,
+                verdicts,
+                approval: None,
+            })
         } else {
             Err(Refused { inbound, verdicts })
         }

@@ -53,6 +53,7 @@ pub fn decision(i: u64) -> Record {
             Decision::Allow
         },
         reason: i.is_multiple_of(5).then(|| "destructive tool".into()),
+        approval_id: None,
     })
 }
 

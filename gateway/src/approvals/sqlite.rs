@@ -1,0 +1,527 @@
+//! The embedded approval store: one SQLite file (WAL, `synchronous=FULL`), the default backend.
+//!
+//! Every call runs on the blocking pool with the one connection of this store; each state transition is a
+//! single `UPDATE … WHERE <still in the old state> … RETURNING`, which SQLite executes under its write lock,
+//! so two stores (or two processes) on the same file cannot both win a transition or both use one grant.
+//! `busy_timeout` makes a writer wait for another's lock instead of failing.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::store::{
+    Approval, ApprovalStore, Decide, GrantKey, Millis, NewApproval, Status, StoreError, StoreFuture,
+};
+
+/// Schema version kept in `PRAGMA user_version`.
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS approvals (
+    id               TEXT PRIMARY KEY,
+    request_id       TEXT NOT NULL,
+    route            TEXT NOT NULL,
+    tool             TEXT NOT NULL,
+    arguments        TEXT,
+    args_digest      TEXT NOT NULL,
+    principal        TEXT,
+    reason           TEXT NOT NULL,
+    policy           TEXT NOT NULL,
+    created_at       INTEGER NOT NULL,
+    expires_at       INTEGER NOT NULL,
+    status           TEXT NOT NULL CHECK (status IN ('pending', 'approved', 'denied', 'expired')),
+    approver         TEXT,
+    comment          TEXT,
+    decided_at       INTEGER,
+    grant_expires_at INTEGER,
+    grant_uses_left  INTEGER NOT NULL DEFAULT 0,
+    grant_used_at    INTEGER
+);
+CREATE INDEX IF NOT EXISTS approvals_grant ON approvals (route, tool, args_digest, status);
+CREATE INDEX IF NOT EXISTS approvals_status ON approvals (status, expires_at);
+";
+
+const COLUMNS: &str = "id, request_id, route, tool, arguments, args_digest, principal, reason, policy, \
+     created_at, expires_at, status, approver, comment, decided_at, grant_expires_at, grant_uses_left, grant_used_at";
+
+/// The SQLite backend.
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Backend(Box::new(e))
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`, in WAL mode; creates the parent directory.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(backend)?;
+        }
+        let conn = Connection::open(path).map_err(backend)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(backend)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(backend)?;
+        // FULL: a decision an approver was told about survives a power cut.
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(backend)?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(backend)?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::Backend(
+                format!(
+                    "{} has schema version {version}, newer than this gateway's {SCHEMA_VERSION}",
+                    path.display()
+                )
+                .into(),
+            ));
+        }
+        conn.execute_batch(SCHEMA).map_err(backend)?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+            .map_err(backend)?;
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+            path: path.to_owned(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> StoreFuture<'static, T> {
+        let conn = self.conn.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let mut c = conn.lock().unwrap_or_else(PoisonError::into_inner);
+                f(&mut c)
+            })
+            .await
+            .map_err(backend)?
+        })
+    }
+}
+
+fn row(r: &Row<'_>) -> rusqlite::Result<Approval> {
+    let arguments: Option<String> = r.get(4)?;
+    let status: String = r.get(11)?;
+    Ok(Approval {
+        id: r.get(0)?,
+        request_id: r.get(1)?,
+        route: r.get(2)?,
+        tool: r.get(3)?,
+        arguments: arguments.and_then(|a| serde_json::from_str(&a).ok()),
+        args_digest: r.get(5)?,
+        principal: r.get(6)?,
+        reason: r.get(7)?,
+        policy: r.get(8)?,
+        created_at: r.get(9)?,
+        expires_at: r.get(10)?,
+        status: Status::parse(&status).unwrap_or(Status::Expired),
+        approver: r.get(12)?,
+        comment: r.get(13)?,
+        decided_at: r.get(14)?,
+        grant_expires_at: r.get(15)?,
+        grant_uses_left: r.get::<_, i64>(16)?.max(0) as u32,
+        grant_used_at: r.get(17)?,
+    })
+}
+
+fn get(c: &Connection, id: &str) -> Result<Option<Approval>, StoreError> {
+    c.query_row(
+        &format!("SELECT {COLUMNS} FROM approvals WHERE id = ?1"),
+        [id],
+        row,
+    )
+    .optional()
+    .map_err(backend)
+}
+
+impl ApprovalStore for SqliteStore {
+    fn create(&self, new: NewApproval) -> StoreFuture<'_, Approval> {
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO approvals (id, request_id, route, tool, arguments, args_digest, principal, reason, \
+                 policy, created_at, expires_at, status) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'pending')",
+                params![
+                    new.id,
+                    new.request_id,
+                    new.key.route,
+                    new.key.tool,
+                    new.arguments.as_ref().map(|a| a.to_string()),
+                    new.key.args_digest,
+                    new.key.principal,
+                    new.reason,
+                    new.policy,
+                    new.created_at,
+                    new.expires_at,
+                ],
+            )
+            .map_err(backend)?;
+            get(c, &new.id)?.ok_or_else(|| StoreError::NotFound(new.id.clone()))
+        })
+    }
+
+    fn get(&self, id: &str) -> StoreFuture<'_, Option<Approval>> {
+        let id = id.to_owned();
+        self.run(move |c| get(c, &id))
+    }
+
+    fn list(&self, status: Option<Status>, limit: u32) -> StoreFuture<'_, Vec<Approval>> {
+        self.run(move |c| {
+            let mut stmt = c
+                .prepare(&format!(
+                    "SELECT {COLUMNS} FROM approvals WHERE (?1 IS NULL OR status = ?1) \
+                     ORDER BY created_at DESC, id DESC LIMIT ?2"
+                ))
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![status.map(Status::as_str), limit], row)
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        })
+    }
+
+    fn decide(&self, id: &str, d: Decide) -> StoreFuture<'_, Approval> {
+        let id = id.to_owned();
+        self.run(move |c| {
+            let (status, grant_expires, uses) = if d.approve {
+                (Status::Approved, Some(d.grant_expires_at), d.grant_uses)
+            } else {
+                (Status::Denied, None, 0)
+            };
+            let moved = c
+                .query_row(
+                    &format!(
+                        "UPDATE approvals SET status = ?1, approver = ?2, comment = ?3, decided_at = ?4, \
+                         grant_expires_at = ?5, grant_uses_left = ?6 \
+                         WHERE id = ?7 AND status = 'pending' AND expires_at > ?4 RETURNING {COLUMNS}"
+                    ),
+                    params![status.as_str(), d.approver, d.comment, d.at, grant_expires, uses, id],
+                    row,
+                )
+                .optional()
+                .map_err(backend)?;
+            match moved {
+                Some(a) => Ok(a),
+                None => match get(c, &id)? {
+                    None => Err(StoreError::NotFound(id)),
+                    // Pending but past its expiry: the sweeper will record it; it cannot be decided.
+                    Some(a) if a.status == Status::Pending => Err(StoreError::NotPending {
+                        id,
+                        status: Status::Expired,
+                    }),
+                    Some(a) => Err(StoreError::NotPending {
+                        id,
+                        status: a.status,
+                    }),
+                },
+            }
+        })
+    }
+
+    fn expire_due(&self, now: Millis) -> StoreFuture<'_, Vec<Approval>> {
+        self.run(move |c| {
+            let mut stmt = c
+                .prepare(&format!(
+                    "UPDATE approvals SET status = 'expired', decided_at = ?1 \
+                     WHERE status = 'pending' AND expires_at <= ?1 RETURNING {COLUMNS}"
+                ))
+                .map_err(backend)?;
+            let rows = stmt.query_map([now], row).map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        })
+    }
+
+    fn consume_grant(&self, key: &GrantKey, now: Millis) -> StoreFuture<'_, Option<Approval>> {
+        let key = key.clone();
+        self.run(move |c| {
+            // One statement: the sub-select and the decrement happen under the same write lock.
+            c.query_row(
+                &format!(
+                    "UPDATE approvals SET grant_uses_left = grant_uses_left - 1, grant_used_at = ?5 \
+                     WHERE id = (SELECT id FROM approvals WHERE route = ?1 AND tool = ?2 AND args_digest = ?3 \
+                                 AND principal IS ?4 AND status = 'approved' AND grant_uses_left > 0 \
+                                 AND grant_expires_at > ?5 ORDER BY decided_at, id LIMIT 1) \
+                     AND grant_uses_left > 0 RETURNING {COLUMNS}"
+                ),
+                params![key.route, key.tool, key.args_digest, key.principal, now],
+                row,
+            )
+            .optional()
+            .map_err(backend)
+        })
+    }
+
+    fn consume_grant_of(&self, id: &str, now: Millis) -> StoreFuture<'_, Option<Approval>> {
+        let id = id.to_owned();
+        self.run(move |c| {
+            c.query_row(
+                &format!(
+                    "UPDATE approvals SET grant_uses_left = grant_uses_left - 1, grant_used_at = ?2 \
+                     WHERE id = ?1 AND status = 'approved' AND grant_uses_left > 0 AND grant_expires_at > ?2 \
+                     RETURNING {COLUMNS}"
+                ),
+                params![id, now],
+                row,
+            )
+            .optional()
+            .map_err(backend)
+        })
+    }
+
+    fn count_pending(&self) -> StoreFuture<'_, u64> {
+        self.run(|c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM approvals WHERE status = 'pending'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n.max(0) as u64)
+            .map_err(backend)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn key(digest: &str, principal: Option<&str>) -> GrantKey {
+        GrantKey {
+            route: "crm".into(),
+            tool: "delete_customer".into(),
+            args_digest: digest.into(),
+            principal: principal.map(str::to_owned),
+        }
+    }
+
+    fn new(id: &str, k: GrantKey, now: Millis) -> NewApproval {
+        NewApproval {
+            id: id.into(),
+            request_id: format!("req-{id}"),
+            key: k,
+            arguments: Some(json!({"id": "c-1"})),
+            reason: "deletes data".into(),
+            policy: "guard".into(),
+            created_at: now,
+            expires_at: now + 60_000,
+        }
+    }
+
+    fn approve(by: &str, at: Millis) -> Decide {
+        Decide {
+            approve: true,
+            approver: by.into(),
+            comment: Some("ok".into()),
+            at,
+            grant_expires_at: at + 60_000,
+            grant_uses: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_is_decided_once_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/approvals.db");
+        let s = SqliteStore::open(&path).unwrap();
+        let a = s.create(new("a1", key("d", None), 1000)).await.unwrap();
+        assert_eq!(a.status, Status::Pending);
+        assert_eq!(a.arguments, Some(json!({"id": "c-1"})));
+        assert_eq!(s.count_pending().await.unwrap(), 1);
+        let done = s.decide("a1", approve("alice", 2000)).await.unwrap();
+        assert_eq!(
+            (done.status, done.approver.as_deref()),
+            (Status::Approved, Some("alice"))
+        );
+        // A second decision (here: a deny racing the approval) loses and says why.
+        let mut deny = approve("bob", 2100);
+        deny.approve = false;
+        match s.decide("a1", deny).await {
+            Err(StoreError::NotPending { status, .. }) => assert_eq!(status, Status::Approved),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            s.decide("nope", approve("a", 1)).await,
+            Err(StoreError::NotFound(_))
+        ));
+        drop(s);
+        let s = SqliteStore::open(&path).unwrap();
+        let back = s.get("a1").await.unwrap().unwrap();
+        assert_eq!(back, done);
+        let mode: String = s
+            .conn
+            .lock()
+            .unwrap()
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        assert_eq!(s.count_pending().await.unwrap(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_decisions_from_two_connections_have_one_winner() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("approvals.db");
+        let (s1, s2) = (
+            SqliteStore::open(&path).unwrap(),
+            SqliteStore::open(&path).unwrap(),
+        );
+        for i in 0..20 {
+            let id = format!("r{i}");
+            s1.create(new(&id, key(&id, None), 1000)).await.unwrap();
+            let mut deny = approve("bob", 2000);
+            deny.approve = false;
+            let (a, b) = tokio::join!(s1.decide(&id, approve("alice", 2000)), s2.decide(&id, deny));
+            assert!(
+                a.is_ok() != b.is_ok(),
+                "exactly one decision wins: {a:?} / {b:?}"
+            );
+            let stored = s2.get(&id).await.unwrap().unwrap();
+            let winner = a.or(b).unwrap();
+            assert_eq!(stored.status, winner.status);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_grant_is_used_once_under_concurrent_consumers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("approvals.db");
+        let stores: Vec<SqliteStore> = (0..4).map(|_| SqliteStore::open(&path).unwrap()).collect();
+        stores[0]
+            .create(new("g1", key("dg", Some("carol")), 1000))
+            .await
+            .unwrap();
+        stores[0]
+            .decide("g1", approve("alice", 2000))
+            .await
+            .unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..16 {
+            let s = stores[i % stores.len()].clone();
+            tasks.push(tokio::spawn(async move {
+                s.consume_grant(&key("dg", Some("carol")), 3000)
+                    .await
+                    .unwrap()
+            }));
+        }
+        let mut won = 0;
+        for t in tasks {
+            if let Some(a) = t.await.unwrap() {
+                assert_eq!(a.id, "g1");
+                assert_eq!(a.grant_uses_left, 0);
+                won += 1;
+            }
+        }
+        assert_eq!(won, 1, "a single-use grant was used {won} times");
+        assert!(
+            stores[1]
+                .consume_grant_of("g1", 3000)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn grants_match_key_exactly_and_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("a.db")).unwrap();
+        s.create(new("k1", key("dk", None), 1000)).await.unwrap();
+        // Not approved yet: no grant.
+        assert!(
+            s.consume_grant(&key("dk", None), 1500)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let mut d = approve("alice", 2000);
+        d.grant_expires_at = 5000;
+        d.grant_uses = 2;
+        s.decide("k1", d).await.unwrap();
+        // Other arguments, another principal: no match.
+        assert!(
+            s.consume_grant(&key("other", None), 2500)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            s.consume_grant(&key("dk", Some("eve")), 2500)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let mut other_route = key("dk", None);
+        other_route.route = "billing".into();
+        assert!(s.consume_grant(&other_route, 2500).await.unwrap().is_none());
+        // Expired grant: no match, even with uses left.
+        assert!(
+            s.consume_grant(&key("dk", None), 5000)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(
+            s.consume_grant(&key("dk", None), 4000)
+                .await
+                .unwrap()
+                .unwrap()
+                .grant_uses_left,
+            1
+        );
+        assert!(s.consume_grant_of("k1", 4100).await.unwrap().is_some());
+        assert!(
+            s.consume_grant(&key("dk", None), 4200)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn pending_requests_expire_once_and_cannot_be_decided_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        let s = SqliteStore::open(&path).unwrap();
+        s.create(new("e1", key("d1", None), 1000)).await.unwrap(); // expires at 61_000
+        s.create(new("e2", key("d2", None), 50_000)).await.unwrap(); // expires at 110_000
+        // Past e1's expiry but not swept yet: deciding it fails as expired.
+        match s.decide("e1", approve("alice", 61_000)).await {
+            Err(StoreError::NotPending { status, .. }) => assert_eq!(status, Status::Expired),
+            other => panic!("{other:?}"),
+        }
+        let other = SqliteStore::open(&path).unwrap();
+        let (a, b) = tokio::join!(s.expire_due(70_000), other.expire_due(70_000));
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!(a.len() + b.len(), 1, "each expiry is reported once");
+        assert_eq!(a.iter().chain(&b).next().unwrap().id, "e1");
+        assert_eq!(s.get("e1").await.unwrap().unwrap().status, Status::Expired);
+        assert_eq!(s.get("e2").await.unwrap().unwrap().status, Status::Pending);
+        let pending = s.list(Some(Status::Pending), 10).await.unwrap();
+        assert_eq!(
+            pending.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
+            ["e2"]
+        );
+        assert_eq!(s.list(None, 10).await.unwrap().len(), 2);
+    }
+}
