@@ -190,6 +190,7 @@ impl Live {
         let mut gateway = Gateway::new(&config, &policies, auditor, self.dns.clone())
             .map_err(ReloadError::Build)?;
         gateway.inherit_catalogues(&old.gateway);
+        gateway.inherit_identity_keys(&old.gateway);
         log_route_changes(&old.config, &config);
         let number = old.number + 1;
         self.tls.set(identity);
