@@ -220,7 +220,8 @@ fn challenge(u: &crate::identity::Unauthenticated) -> HeaderValue {
             u.error.description()
         ));
     }
-    HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static("Bearer realm=\"mcp-gateway\""))
+    HeaderValue::from_str(&v)
+        .unwrap_or_else(|_| HeaderValue::from_static("Bearer realm=\"mcp-gateway\""))
 }
 
 /// A gateway-made JSON response.

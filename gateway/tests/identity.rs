@@ -133,8 +133,15 @@ fn kind(r: Result<impl std::fmt::Debug, IdentityError>) -> &'static str {
 #[tokio::test]
 async fn only_a_valid_token_is_accepted_with_its_subject_and_selected_claims() {
     let dir = tempfile::tempdir().unwrap();
-    let (es, ed, rs) = (Signer::es256("es"), Signer::eddsa("ed"), Signer::rs256("rs"));
-    let v = Verifier::new(&settings(JwksSource::File(jwks_file(&dir, &[&es, &ed, &rs]))));
+    let (es, ed, rs) = (
+        Signer::es256("es"),
+        Signer::eddsa("ed"),
+        Signer::rs256("rs"),
+    );
+    let v = Verifier::new(&settings(JwksSource::File(jwks_file(
+        &dir,
+        &[&es, &ed, &rs],
+    ))));
 
     for s in [&es, &ed, &rs] {
         let p = v.verify(&s.sign(&claims("alice"))).await.unwrap();
@@ -157,34 +164,72 @@ async fn only_a_valid_token_is_accepted_with_its_subject_and_selected_claims() {
         es.sign(&c)
     };
     // Expired beyond the leeway; within the leeway it still passes.
-    assert_eq!(kind(v.verify(&with(json!({"exp": now() - 120}))).await), "token_expired");
+    assert_eq!(
+        kind(v.verify(&with(json!({"exp": now() - 120}))).await),
+        "token_expired"
+    );
     v.verify(&with(json!({"exp": now() - 10}))).await.unwrap();
-    assert_eq!(kind(v.verify(&with(json!({"nbf": now() + 600}))).await), "token_not_yet_valid");
-    assert_eq!(kind(v.verify(&with(json!({"aud": "another-service"}))).await), "token_wrong_audience");
-    assert_eq!(kind(v.verify(&with(json!({"iss": "https://evil.example/"}))).await), "token_wrong_issuer");
-    assert_eq!(kind(v.verify(&with(json!({"exp": null}))).await), "token_invalid");
-    assert!(matches!(v.verify(&with(json!({"sub": null}))).await, Err(IdentityError::Invalid(_))));
+    assert_eq!(
+        kind(v.verify(&with(json!({"nbf": now() + 600}))).await),
+        "token_not_yet_valid"
+    );
+    assert_eq!(
+        kind(v.verify(&with(json!({"aud": "another-service"}))).await),
+        "token_wrong_audience"
+    );
+    assert_eq!(
+        kind(
+            v.verify(&with(json!({"iss": "https://evil.example/"})))
+                .await
+        ),
+        "token_wrong_issuer"
+    );
+    assert_eq!(
+        kind(v.verify(&with(json!({"exp": null}))).await),
+        "token_invalid"
+    );
+    assert!(matches!(
+        v.verify(&with(json!({"sub": null}))).await,
+        Err(IdentityError::Invalid(_))
+    ));
 
     // Signed by a key that is not in the set, under a kid that is.
     let impostor = Signer::es256("es");
-    assert_eq!(kind(v.verify(&impostor.sign(&claims("mallory"))).await), "token_bad_signature");
+    assert_eq!(
+        kind(v.verify(&impostor.sign(&claims("mallory"))).await),
+        "token_bad_signature"
+    );
 
     // `alg: none`: an unsigned token.
     let header = B64.encode(br#"{"alg":"none","typ":"JWT"}"#);
     let body = B64.encode(claims("mallory").to_string());
-    assert!(matches!(v.verify(&format!("{header}.{body}.")).await, Err(IdentityError::Malformed(_))));
+    assert!(matches!(
+        v.verify(&format!("{header}.{body}.")).await,
+        Err(IdentityError::Malformed(_))
+    ));
 
     // HS256 with the public key material as the secret (the classic alg confusion).
     let mut h = Header::new(Algorithm::HS256);
     h.kid = Some("es".into());
-    let forged = jsonwebtoken::encode(&h, &claims("mallory"), &EncodingKey::from_secret(es.jwk["x"].as_str().unwrap().as_bytes())).unwrap();
-    assert!(matches!(v.verify(&forged).await, Err(IdentityError::AlgorithmNotAllowed(Algorithm::HS256))));
+    let forged = jsonwebtoken::encode(
+        &h,
+        &claims("mallory"),
+        &EncodingKey::from_secret(es.jwk["x"].as_str().unwrap().as_bytes()),
+    )
+    .unwrap();
+    assert!(matches!(
+        v.verify(&forged).await,
+        Err(IdentityError::AlgorithmNotAllowed(Algorithm::HS256))
+    ));
 
     // An algorithm the config does not allow, with a key that would verify it.
     let mut only_es = settings(JwksSource::File(jwks_file(&dir, &[&es, &ed, &rs])));
     only_es.jwt.algorithms = vec![Algorithm::ES256];
     let v2 = Verifier::new(&only_es);
-    assert!(matches!(v2.verify(&rs.sign(&claims("alice"))).await, Err(IdentityError::AlgorithmNotAllowed(Algorithm::RS256))));
+    assert!(matches!(
+        v2.verify(&rs.sign(&claims("alice"))).await,
+        Err(IdentityError::AlgorithmNotAllowed(Algorithm::RS256))
+    ));
     v2.verify(&es.sign(&claims("alice"))).await.unwrap();
 
     assert_eq!(kind(v.verify("not-a-jwt").await), "token_invalid");
@@ -242,16 +287,26 @@ async fn jwks_url_is_cached_refetched_on_an_unknown_kid_at_most_once_and_refresh
     // Made-up kids right after: rejected without hammering the provider.
     for i in 0..5 {
         let ghost = Signer::es256(&format!("ghost{i}"));
-        assert!(matches!(v.verify(&ghost.sign(&claims("x"))).await, Err(IdentityError::UnknownKey { .. })));
+        assert!(matches!(
+            v.verify(&ghost.sign(&claims("x"))).await,
+            Err(IdentityError::UnknownKey { .. })
+        ));
     }
-    assert_eq!(hits.load(Ordering::SeqCst), 2, "unknown-kid refetches are rate limited");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        2,
+        "unknown-kid refetches are rate limited"
+    );
 
     // Periodic refresh: after `refresh`, the next verification refetches (and k1 is gone now).
     *doc.lock().unwrap() = jwks(&[&k2]);
     tokio::time::sleep(Duration::from_millis(500)).await;
     v.verify(&k2.sign(&claims("bob"))).await.unwrap();
     assert_eq!(hits.load(Ordering::SeqCst), 3);
-    assert!(v.verify(&k1.sign(&claims("alice"))).await.is_err(), "a key removed upstream stops verifying");
+    assert!(
+        v.verify(&k1.sign(&claims("alice"))).await.is_err(),
+        "a key removed upstream stops verifying"
+    );
 
     // The provider goes away: the keys already held keep serving.
     *doc.lock().unwrap() = "oops".into();
@@ -265,10 +320,18 @@ async fn no_key_set_means_tokens_are_refused_not_trusted() {
     let dir = tempfile::tempdir().unwrap();
     let v = Verifier::new(&settings(JwksSource::File(dir.path().join("missing.json"))));
     let k = Signer::es256("k");
-    assert_eq!(kind(v.verify(&k.sign(&claims("alice"))).await), "identity_unavailable");
+    assert_eq!(
+        kind(v.verify(&k.sign(&claims("alice"))).await),
+        "identity_unavailable"
+    );
     // A dead URL too (nothing listens on port 9 of loopback).
-    let v = Verifier::new(&settings(JwksSource::Url("http://127.0.0.1:9/jwks.json".parse().unwrap())));
-    assert_eq!(kind(v.verify(&k.sign(&claims("alice"))).await), "identity_unavailable");
+    let v = Verifier::new(&settings(JwksSource::Url(
+        "http://127.0.0.1:9/jwks.json".parse().unwrap(),
+    )));
+    assert_eq!(
+        kind(v.verify(&k.sign(&claims("alice"))).await),
+        "identity_unavailable"
+    );
 }
 
 /// The gateway with `identity:` over a JWKS file; `crm` requires identity, `docs` does not.
@@ -290,7 +353,12 @@ async fn call(gw: &Gw, route: &str, token: Option<&str>) -> (StatusCode, http::H
     let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
     json_of(
         gw.client(route)
-            .send(post(&format!("{route}.{TD}"), "/mcp", rpc(7, "tools/list", json!({})), &headers))
+            .send(post(
+                &format!("{route}.{TD}"),
+                "/mcp",
+                rpc(7, "tools/list", json!({})),
+                &headers,
+            ))
             .await
             .unwrap(),
     )
@@ -300,7 +368,10 @@ async fn call(gw: &Gw, route: &str, token: Option<&str>) -> (StatusCode, http::H
 /// Audit records of the stopped gateway's log, as JSON lines.
 fn audit_lines(dir: &std::path::Path) -> Vec<Value> {
     let mut out = Vec::new();
-    let mut files: Vec<_> = std::fs::read_dir(dir.join("audit")).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(dir.join("audit"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     for f in files {
         if f.extension().is_some_and(|e| e == "jsonl") || f.to_string_lossy().contains("segment") {
@@ -327,23 +398,45 @@ async fn requiring_route_answers_401_with_a_challenge_and_never_reaches_the_upst
     wrong_aud["aud"] = json!("someone-else");
     let cases = [
         (None, None, "token_missing"),
-        (Some(k.sign(&expired)), Some("the token has expired"), "token_expired"),
-        (Some(k.sign(&wrong_aud)), Some("the token is not issued for this resource"), "token_wrong_audience"),
-        (Some(Signer::es256("k").sign(&claims("mallory"))), Some("the token signature is invalid"), "token_bad_signature"),
+        (
+            Some(k.sign(&expired)),
+            Some("the token has expired"),
+            "token_expired",
+        ),
+        (
+            Some(k.sign(&wrong_aud)),
+            Some("the token is not issued for this resource"),
+            "token_wrong_audience",
+        ),
+        (
+            Some(Signer::es256("k").sign(&claims("mallory"))),
+            Some("the token signature is invalid"),
+            "token_bad_signature",
+        ),
     ];
     for (token, description, why) in cases {
         let (status, headers, body) = call(&gw, "crm", token.as_deref()).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{why}: {body}");
         let challenge = headers["www-authenticate"].to_str().unwrap();
-        assert!(challenge.starts_with("Bearer realm=\"mcp-gateway\""), "{challenge}");
         assert!(
-            challenge.contains(&format!("resource_metadata=\"https://crm.{TD}/.well-known/oauth-protected-resource/mcp\"")),
+            challenge.starts_with("Bearer realm=\"mcp-gateway\""),
+            "{challenge}"
+        );
+        assert!(
+            challenge.contains(&format!(
+                "resource_metadata=\"https://crm.{TD}/.well-known/oauth-protected-resource/mcp\""
+            )),
             "{challenge}"
         );
         match description {
-            None => assert!(!challenge.contains("error="), "no error code without credentials: {challenge}"),
+            None => assert!(
+                !challenge.contains("error="),
+                "no error code without credentials: {challenge}"
+            ),
             Some(d) => assert!(
-                challenge.contains(&format!("error=\"invalid_token\", error_description=\"{d}\"")),
+                challenge.contains(&format!(
+                    "error=\"invalid_token\", error_description=\"{d}\""
+                )),
                 "{challenge}"
             ),
         }
@@ -353,7 +446,11 @@ async fn requiring_route_answers_401_with_a_challenge_and_never_reaches_the_upst
     // A token is also checked on a route that does not require one: a bad one is refused, not ignored.
     let (status, _, _) = call(&gw, "docs", Some(&k.sign(&expired))).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    assert_eq!(connections.load(Ordering::SeqCst), 0, "the upstream was never contacted");
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        0,
+        "the upstream was never contacted"
+    );
 
     let dir = gw.stop().await;
     let refusals: Vec<Value> = audit_lines(dir.path())
@@ -361,7 +458,12 @@ async fn requiring_route_answers_401_with_a_challenge_and_never_reaches_the_upst
         .filter(|r| r["kind"] == "refusal")
         .collect();
     assert_eq!(refusals.len(), 5, "{refusals:?}");
-    assert!(refusals.iter().all(|r| r["data"]["reason"] == "unauthenticated"), "{refusals:?}");
+    assert!(
+        refusals
+            .iter()
+            .all(|r| r["data"]["reason"] == "unauthenticated"),
+        "{refusals:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -374,7 +476,11 @@ async fn valid_token_is_forwarded_and_its_principal_is_audited_and_anonymous_wor
 
     let (status, _, body) = call(&gw, "crm", Some(&token)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["headers"]["authorization"], format!("Bearer {token}"), "the token passes through unchanged");
+    assert_eq!(
+        body["headers"]["authorization"],
+        format!("Bearer {token}"),
+        "the token passes through unchanged"
+    );
 
     // No token where none is required: forwarded, anonymously.
     let (status, _, body) = call(&gw, "docs", None).await;
@@ -385,10 +491,12 @@ async fn valid_token_is_forwarded_and_its_principal_is_audited_and_anonymous_wor
     let resp = gw
         .client("crm")
         .send(
-            http::Request::get(format!("https://crm.{TD}/.well-known/oauth-protected-resource/mcp"))
-                .header("host", format!("crm.{TD}"))
-                .body(Full::new(Bytes::new()))
-                .unwrap(),
+            http::Request::get(format!(
+                "https://crm.{TD}/.well-known/oauth-protected-resource/mcp"
+            ))
+            .header("host", format!("crm.{TD}"))
+            .body(Full::new(Bytes::new()))
+            .unwrap(),
         )
         .await
         .unwrap();
@@ -399,10 +507,19 @@ async fn valid_token_is_forwarded_and_its_principal_is_audited_and_anonymous_wor
         .into_iter()
         .filter(|r| r["kind"] == "decision")
         .collect();
-    let crm = decisions.iter().find(|r| r["data"]["route"] == "crm" && r["data"]["method"] == "tools/list").unwrap();
+    let crm = decisions
+        .iter()
+        .find(|r| r["data"]["route"] == "crm" && r["data"]["method"] == "tools/list")
+        .unwrap();
     assert_eq!(crm["data"]["principal"], "alice");
-    assert_eq!(crm["data"]["principal_claims"], json!({"email": "alice@example.test", "groups": ["support"]}));
-    let docs = decisions.iter().find(|r| r["data"]["route"] == "docs").unwrap();
+    assert_eq!(
+        crm["data"]["principal_claims"],
+        json!({"email": "alice@example.test", "groups": ["support"]})
+    );
+    let docs = decisions
+        .iter()
+        .find(|r| r["data"]["route"] == "docs")
+        .unwrap();
     assert!(docs["data"].get("principal").is_none(), "{docs}");
 }
 
@@ -421,10 +538,17 @@ async fn forward_authorization_false_keeps_the_token_from_the_upstream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_an_identity_block_tokens_are_not_looked_at() {
     let up = echo_upstream().await;
-    let gw = Gw::start(&format!("  crm: http://{up}"), "upstream: {allowed_ips: [127.0.0.0/8]}").await;
+    let gw = Gw::start(
+        &format!("  crm: http://{up}"),
+        "upstream: {allowed_ips: [127.0.0.0/8]}",
+    )
+    .await;
     let (status, _, body) = call(&gw, "crm", Some("opaque-upstream-token")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["headers"]["authorization"], "Bearer opaque-upstream-token");
+    assert_eq!(
+        body["headers"]["authorization"],
+        "Bearer opaque-upstream-token"
+    );
     gw.stop().await;
 }
 
@@ -432,9 +556,15 @@ async fn without_an_identity_block_tokens_are_not_looked_at() {
 async fn policies_see_the_principal_the_token_names() {
     let hostile = std::env::var_os("MCP_POLICY_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/policy"))
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/policy")
+        })
         .join("hostile_policy.wasm");
-    assert!(hostile.exists(), "{} is missing: run `bash policies/build.sh hostile-policy`", hostile.display());
+    assert!(
+        hostile.exists(),
+        "{} is missing: run `bash policies/build.sh hostile-policy`",
+        hostile.display()
+    );
     let dir = tempfile::tempdir().unwrap();
     let k = Signer::es256("k");
     let up = echo_upstream().await;
@@ -452,17 +582,29 @@ async fn policies_see_the_principal_the_token_names() {
         let gw = &gw;
         async move {
             let auth = token.map(|t| format!("Bearer {t}"));
-            let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
+            let headers: Vec<(&str, &str)> =
+                auth.iter().map(|a| ("authorization", a.as_str())).collect();
             let body = rpc(3, "tools/call", json!({"name": "search", "arguments": {}}));
-            let (status, _, v) = json_of(gw.client(route).send(post(&format!("{route}.{TD}"), "/mcp", body, &headers)).await.unwrap()).await;
+            let (status, _, v) = json_of(
+                gw.client(route)
+                    .send(post(&format!("{route}.{TD}"), "/mcp", body, &headers))
+                    .await
+                    .unwrap(),
+            )
+            .await;
             assert_eq!(status, StatusCode::OK, "{v}");
             assert_eq!(v["result"]["isError"], true, "{v}");
-            v["result"]["content"][0]["text"].as_str().unwrap().to_owned()
+            v["result"]["content"][0]["text"]
+                .as_str()
+                .unwrap()
+                .to_owned()
         }
     };
     let text = ask(Some(k.sign(&claims("alice"))), "crm").await;
     assert!(
-        text.contains(r#"principal=alice claims={"email":"alice@example.test","groups":["support"]}"#),
+        text.contains(
+            r#"principal=alice claims={"email":"alice@example.test","groups":["support"]}"#
+        ),
         "{text}"
     );
     let text = ask(None, "docs").await;

@@ -9,9 +9,9 @@ use ipnet::IpNet;
 use super::file::{FileConfig, FilePolicies, FileRoutes};
 use super::{
     AdminSettings, AuditSettings, Config, ConfigError, DEFAULT_ADMIN_LISTEN, DEFAULT_AUDIT_DIR,
-    IdentityConfig, IpPolicy, JWT_ALGORITHMS, JwksSource, JwtSettings, Limits, LogFormat, LogLevel, LogSettings, MAX_MODULE_MEMORY_MB, ModuleLimits,
-    ModuleSpec, PolicyConfig, PolicyMode, Redact, RouteSpec, Scheme, TlsFiles, UpstreamTls,
-    UpstreamUrl,
+    IdentityConfig, IpPolicy, JWT_ALGORITHMS, JwksSource, JwtSettings, Limits, LogFormat, LogLevel,
+    LogSettings, MAX_MODULE_MEMORY_MB, ModuleLimits, ModuleSpec, PolicyConfig, PolicyMode, Redact,
+    RouteSpec, Scheme, TlsFiles, UpstreamTls, UpstreamUrl,
 };
 
 /// Parses and validates YAML text; `path` is only used in messages.
@@ -107,7 +107,12 @@ impl Validator<'_> {
             .routes
             .0
             .iter()
-            .map(|(k, r)| (k.trim().trim_matches('.').to_ascii_lowercase(), r.require_identity))
+            .map(|(k, r)| {
+                (
+                    k.trim().trim_matches('.').to_ascii_lowercase(),
+                    r.require_identity,
+                )
+            })
             .collect();
         let mut routes = self.routes(f.routes, tunnel_domain.as_deref())?;
         let policies = match f.policies {
@@ -346,7 +351,8 @@ impl Validator<'_> {
             Some("https") => {}
             Some("http") => {
                 let h = host.trim_start_matches('[').trim_end_matches(']');
-                let loopback = h == "localhost" || h.parse::<IpAddr>().is_ok_and(|a| a.is_loopback());
+                let loopback =
+                    h == "localhost" || h.parse::<IpAddr>().is_ok_and(|a| a.is_loopback());
                 if !loopback {
                     return Err(bad(
                         "uses http://, which anyone on the path could answer with their own keys: use https://                          (http:// is only accepted to a loopback address)",

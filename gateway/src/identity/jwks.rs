@@ -90,7 +90,9 @@ impl JwksCache {
 
     /// Whether `other` reads the same keys the same way (so a reload may keep this cache).
     pub fn same_source(&self, other: &JwksCache) -> bool {
-        self.source == other.source && self.ca_file == other.ca_file && self.refresh == other.refresh
+        self.source == other.source
+            && self.ca_file == other.ca_file
+            && self.refresh == other.refresh
     }
 
     /// How many times the key set was read or fetched (successfully or not).

@@ -161,7 +161,10 @@ impl Verifier {
     }
 
     /// The caller's identity: `Ok(None)` when no bearer token was sent.
-    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Option<Principal>, IdentityError> {
+    pub async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<Option<Principal>, IdentityError> {
         let Some(value) = headers.get(http::header::AUTHORIZATION) else {
             return Ok(None);
         };
@@ -175,7 +178,10 @@ impl Verifier {
         if !self.jwt.algorithms.contains(&header.alg) {
             return Err(IdentityError::AlgorithmNotAllowed(header.alg));
         }
-        let candidates = self.keys.keys_for(header.kid.as_deref(), header.alg).await?;
+        let candidates = self
+            .keys
+            .keys_for(header.kid.as_deref(), header.alg)
+            .await?;
         if candidates.is_empty() {
             return Err(IdentityError::UnknownKey { kid: header.kid });
         }
@@ -198,7 +204,9 @@ impl Verifier {
                 Err(e) => return Err(IdentityError::Invalid(e)),
             }
         }
-        Err(IdentityError::Invalid(last.expect("at least one key was tried")))
+        Err(IdentityError::Invalid(
+            last.expect("at least one key was tried"),
+        ))
     }
 
     fn principal(&self, mut claims: Map<String, Value>) -> Result<Principal, IdentityError> {

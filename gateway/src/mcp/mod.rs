@@ -122,9 +122,7 @@ pub fn classify(
             check_post_headers(headers, max_body)?;
             Ok(None)
         }
-        Method::GET if is_discovery(method, path) => {
-            Ok(Some(Inbound::Discovery))
-        }
+        Method::GET if is_discovery(method, path) => Ok(Some(Inbound::Discovery)),
         Method::GET => Ok(Some(Inbound::OpenStream)),
         Method::DELETE => Ok(Some(Inbound::EndSession)),
         ref m => Err(McpError::MethodNotAllowed(m.clone())),
