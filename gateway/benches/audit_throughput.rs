@@ -27,6 +27,7 @@ fn decision(i: u64) -> Record {
         host: Some("crm.tunnel.example.com".into()),
         client: Some("10.1.2.3:51234".into()),
         principal: Some("alice@example.com".into()),
+        principal_claims: None,
         session_id: Some("5f1c8b2e-3d4a-4e6f-8a9b-0c1d2e3f4a5b".into()),
         protocol_version: Some("2025-06-18".into()),
         method: "tools/call".into(),

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use http::HeaderValue;
 
+use crate::identity::Principal;
 use crate::mcp::{Id, Inbound};
 
 /// Header carrying the gateway request id, sent upstream and back to the client.
@@ -45,6 +46,9 @@ pub struct RequestCtx {
     pub protocol_version: Option<String>,
     /// The chain's outcome, once decided (for the access log).
     pub decision: Option<&'static str>,
+    /// The verified caller, set by the identity stage (a [`Principal`] can only be made there); `None`:
+    /// anonymous, or no `identity:` configured.
+    pub principal: Option<Principal>,
 }
 
 impl RequestCtx {
@@ -65,6 +69,7 @@ impl RequestCtx {
             session_id: None,
             protocol_version: None,
             decision: None,
+            principal: None,
         }
     }
 

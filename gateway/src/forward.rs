@@ -64,6 +64,8 @@ pub struct UpstreamClient {
     upstream: UpstreamUrl,
     host_header: HeaderValue,
     response_timeout: Duration,
+    /// Whether the caller's `Authorization` header goes upstream (`identity.forward_authorization`).
+    forward_authorization: bool,
 }
 
 impl UpstreamClient {
@@ -99,7 +101,15 @@ impl UpstreamClient {
             upstream: upstream.clone(),
             host_header: HeaderValue::from_str(&upstream.authority()).expect("validated authority"),
             response_timeout: limits.upstream_response_timeout,
+            forward_authorization: true,
         }
+    }
+
+    /// Removes the caller's `Authorization` header from everything sent upstream (`forward_authorization:
+    /// false`: the token was for the gateway, the upstream must not see it).
+    pub fn without_authorization(mut self) -> Self {
+        self.forward_authorization = false;
+        self
     }
 
     /// Forwards a permitted request whose decision is recorded to the first gated address that accepts a
@@ -279,6 +289,9 @@ impl UpstreamClient {
             .body(Full::new(Bytes::from(body)))?;
         let h = req.headers_mut();
         for name in ["mcp-session-id", "mcp-protocol-version", "authorization"] {
+            if name == "authorization" && !self.forward_authorization {
+                continue;
+            }
             if let Some(v) = client.get(name) {
                 h.insert(HeaderName::from_static(name), v.clone());
             }
@@ -319,6 +332,9 @@ impl UpstreamClient {
         let mut h = parts.headers.clone();
         strip_hop_by_hop(&mut h);
         h.remove(header::CONTENT_LENGTH); // recomputed from the body
+        if !self.forward_authorization {
+            h.remove(header::AUTHORIZATION);
+        }
         h.insert(header::HOST, self.host_header.clone());
         if let Some(host) = ctx
             .host

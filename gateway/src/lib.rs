@@ -1,7 +1,7 @@
 //! mcp-gateway: a policy gateway for MCP (Model Context Protocol) traffic.
 //!
 //! The request path, one module per stage (see `ARCHITECTURE.md`):
-//! [`server`] (accept + [`tls`]) → [`pipeline`]: [`route`] → [`upstream_gate`] → [`mcp`] → [`policy`] →
+//! [`server`] (accept + [`tls`]) → [`pipeline`]: [`route`] → [`identity`] → [`upstream_gate`] → [`mcp`] → [`policy`] →
 //! [`forward`], with [`reply`] the only place errors become responses. Beside it: [`reload`] (the serving
 //! generation, swapped on config change), [`admin`] (health, readiness, [`metrics`], the [`approvals`] API
 //! and page).
@@ -18,6 +18,7 @@ pub mod ctx;
 pub mod demo;
 pub mod filter;
 pub mod forward;
+pub mod identity;
 pub mod mcp;
 pub mod metrics;
 pub mod pipeline;

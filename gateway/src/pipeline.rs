@@ -1,6 +1,6 @@
 //! The request path, top to bottom. This file knows the order of the stages and nothing of their logic:
 //!
-//! tls (server.rs) → [`route`] → [`upstream_gate`] → [`mcp`] parse → [`arguments`] → [`policy`] →
+//! tls (server.rs) → [`route`] → [`identity`] → [`upstream_gate`] → [`mcp`] parse → [`arguments`] → [`policy`] →
 //! [`crate::audit::stage`] → [`forward`] → [`crate::filter`] → reply
 //!
 //! Every stage returns a typed error; [`reply`] is the only place errors and policy answers become responses.
@@ -24,6 +24,7 @@ use crate::config::{Config, Limits, UpstreamUrl};
 use crate::ctx::{ConnInfo, REQUEST_ID_HEADER, RequestCtx};
 use crate::filter::ListFilter;
 use crate::forward::{self, UpstreamClient};
+use crate::identity::{self, Verifier};
 use crate::mcp;
 use crate::metrics;
 use crate::policy;
@@ -47,6 +48,8 @@ pub struct Route {
     pub redaction: Redaction,
     /// This route's counters (shared by key across config reloads).
     pub stats: Arc<metrics::RouteStats>,
+    /// Requests without a valid bearer token are refused (only with an `identity:` block).
+    pub require_identity: bool,
 }
 
 /// The immutable, validated request path built from a [`Config`].
@@ -59,6 +62,8 @@ pub struct Gateway {
     auditor: Auditor,
     /// The approval workflow (process-wide, like the auditor); `None` without an `approvals:` block.
     approvals: Option<Arc<Approvals>>,
+    /// Bearer-token verification; `None` without an `identity:` block.
+    identity: Option<Verifier>,
 }
 
 impl Gateway {
@@ -80,17 +85,25 @@ impl Gateway {
         } else {
             None
         };
+        let strip_authorization = config
+            .identity
+            .as_ref()
+            .is_some_and(|i| !i.forward_authorization);
         let routes = config
             .routes
             .iter()
             .map(|r| Route {
                 key: r.key.clone(),
                 upstream: r.upstream.clone(),
-                client: Arc::new(UpstreamClient::new(
-                    &r.upstream,
-                    tls.clone(),
-                    &config.limits,
-                )),
+                client: Arc::new({
+                    let c = UpstreamClient::new(&r.upstream, tls.clone(), &config.limits);
+                    if strip_authorization {
+                        c.without_authorization()
+                    } else {
+                        c
+                    }
+                }),
+                require_identity: r.require_identity,
                 policy: policies.chain_for(r),
                 catalogue: Arc::new(Catalogue::default()),
                 validate_arguments: r.validate_arguments,
@@ -105,6 +118,7 @@ impl Gateway {
             limits: config.limits.clone(),
             auditor,
             approvals: None,
+            identity: config.identity.as_ref().map(Verifier::new),
         })
     }
 
@@ -123,6 +137,17 @@ impl Gateway {
     /// Attaches the process's approval workflow (opened once at start, kept across reloads).
     pub fn set_approvals(&mut self, approvals: Option<Arc<Approvals>>) {
         self.approvals = approvals;
+    }
+
+    pub fn identity(&self) -> Option<&Verifier> {
+        self.identity.as_ref()
+    }
+
+    /// Keeps `previous`'s fetched JWKS when the key source did not change.
+    pub fn inherit_identity_keys(&mut self, previous: &Gateway) {
+        if let (Some(new), Some(old)) = (&mut self.identity, &previous.identity) {
+            new.inherit_keys(old);
+        }
     }
 
     /// Keeps what `previous` learned of each upstream's tools, for routes whose key and upstream did not
@@ -205,6 +230,14 @@ async fn run(
     ctx.route_index = Some(id);
     ctx.host = Some(host);
     ctx.route = Some(route.key.clone());
+
+    // Identity: who is calling, before anything else looks at the request (a refused caller costs no DNS
+    // lookup and no body read). Only this stage sets `ctx.principal`.
+    if let Some(verifier) = &gw.identity {
+        let raw_host = request_host(&parts).unwrap_or_default();
+        ctx.principal =
+            identity::identify(verifier, route.require_identity, &parts, raw_host).await?;
+    }
 
     // Upstream IP gate: resolve once, check every address; only these addresses will be dialled.
     let addrs: upstream_gate::GatedAddrs = gw.gate.check(&route.upstream).await?;

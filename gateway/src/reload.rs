@@ -192,6 +192,7 @@ impl Live {
         gateway.inherit_catalogues(&old.gateway);
         // Like the audit log, the approval workflow opened at start serves every generation.
         gateway.set_approvals(old.gateway.approvals().cloned());
+        gateway.inherit_identity_keys(&old.gateway);
         log_route_changes(&old.config, &config);
         let number = old.number + 1;
         self.tls.set(identity);

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use crate::ctx::RequestCtx;
 use crate::forward::ForwardError;
+use crate::identity::IdentityError;
 use crate::mcp::McpError;
 use crate::route::RouteError;
 use crate::upstream_gate::GateError;
@@ -34,6 +35,8 @@ pub enum GatewayError {
     Filter(#[from] crate::filter::FilterError),
     #[error("audit log unavailable: {0}")]
     Audit(#[from] crate::audit::AuditError),
+    #[error("unauthenticated: {0}")]
+    Identity(#[from] crate::identity::Unauthenticated),
 }
 
 /// JSON-RPC codes for gateway transport errors (implementation-defined server-error range).
@@ -42,6 +45,7 @@ mod code {
     pub const IP_GATE: i64 = -32002;
     pub const UPSTREAM: i64 = -32003;
     pub const AUDIT: i64 = -32004;
+    pub const UNAUTHENTICATED: i64 = -32005;
     pub const REQUEST: i64 = -32600;
 }
 
@@ -64,6 +68,10 @@ impl GatewayError {
             GatewayError::Forward(_) => "upstream_unavailable",
             GatewayError::Filter(_) => "unfilterable_response",
             GatewayError::Audit(_) => "audit_unavailable",
+            GatewayError::Identity(u) if matches!(u.error, IdentityError::Jwks(_)) => {
+                "identity_unavailable"
+            }
+            GatewayError::Identity(_) => "unauthenticated",
         }
     }
 
@@ -141,6 +149,16 @@ impl GatewayError {
                 code::AUDIT,
                 "The gateway cannot record this request in its audit log, so it was not forwarded; retry later".to_owned(),
             ),
+            GatewayError::Identity(u) if matches!(u.error, IdentityError::Jwks(_)) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                code::UNAUTHENTICATED,
+                "The gateway cannot verify bearer tokens right now (its identity provider's keys are unavailable); retry later".to_owned(),
+            ),
+            GatewayError::Identity(u) => (
+                StatusCode::UNAUTHORIZED,
+                code::UNAUTHENTICATED,
+                format!("Unauthorized: {}", u.error.description()),
+            ),
         }
     }
 }
@@ -162,6 +180,9 @@ pub fn error(ctx: &RequestCtx, err: &GatewayError) -> Response<Body> {
     {
         data["host"] = Value::String(host.clone());
     }
+    if let GatewayError::Identity(u) = err {
+        data["identity"] = Value::String(u.error.kind().to_owned());
+    }
     let body = json!({
         "jsonrpc": "2.0",
         "id": ctx.rpc_id.as_ref().map(|i| i.to_value()).unwrap_or(Value::Null),
@@ -172,11 +193,35 @@ pub fn error(ctx: &RequestCtx, err: &GatewayError) -> Response<Body> {
         resp.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
     }
+    if let GatewayError::Identity(u) = err
+        && status == StatusCode::UNAUTHORIZED
+    {
+        resp.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, challenge(u));
+    }
     if status == StatusCode::METHOD_NOT_ALLOWED {
         resp.headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
     }
     resp
+}
+
+/// The `WWW-Authenticate` challenge of a 401 (RFC 6750 §3, RFC 9728 §5.1, MCP authorization): a request
+/// without credentials gets no error code (RFC 6750 §3.1); a presented token that failed gets
+/// `error="invalid_token"` with a caller-safe description.
+fn challenge(u: &crate::identity::Unauthenticated) -> HeaderValue {
+    let mut v = format!(
+        "Bearer realm=\"mcp-gateway\", resource_metadata=\"{}\"",
+        u.resource_metadata
+    );
+    if !matches!(u.error, IdentityError::Missing) {
+        v.push_str(&format!(
+            ", error=\"invalid_token\", error_description=\"{}\"",
+            u.error.description()
+        ));
+    }
+    HeaderValue::from_str(&v)
+        .unwrap_or_else(|_| HeaderValue::from_static("Bearer realm=\"mcp-gateway\""))
 }
 
 /// A gateway-made JSON response.

@@ -120,6 +120,7 @@ mod tests {
             chain_written: None,
             validate_arguments: true,
             redact: None,
+            require_identity: false,
         };
         RouteTable::from_specs(
             &[spec("docs"), spec("crm"), spec("api.internal.corp")],

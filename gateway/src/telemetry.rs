@@ -79,6 +79,7 @@ pub fn access(ctx: &RequestCtx, status: StatusCode) {
         client = %ctx.conn.peer,
         host = ctx.host.as_deref().unwrap_or("-"),
         route = ctx.route.as_deref().unwrap_or("-"),
+        principal = ctx.principal.as_ref().map(|p| p.subject()).unwrap_or("-"),
         http_method = %ctx.http_method,
         path = %ctx.path,
         mcp_method = ctx.mcp_method.as_deref().unwrap_or("-"),

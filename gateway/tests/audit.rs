@@ -115,6 +115,7 @@ fn records_match_the_documented_schema() {
             route: None,
             host: Some("unknown.example".into()),
             client: Some("10.0.0.1:1".into()),
+            principal: None,
             reason: RefusalKind::NoRoute,
             detail: Some("no route for host".into()),
         }))
@@ -389,6 +390,7 @@ fn backpressure_waits_instead_of_dropping() {
                 route: None,
                 host: Some(format!("h{i}")),
                 client: None,
+                principal: None,
                 reason: RefusalKind::NoRoute,
                 detail: None,
             }));

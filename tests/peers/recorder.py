@@ -77,6 +77,7 @@ class RecordRequests:
             "rpc_name": rpc_name,
             "rpc_id": rpc_id,
             "protocol_version": _header(scope, "mcp-protocol-version"),
+            "authorization": _header(scope, "authorization"),
         }
         audit_dir = os.environ.get("MCP_RECORD_AUDIT_DIR")
         if audit_dir:

@@ -144,11 +144,10 @@ impl Approvals {
     }
 }
 
-/// The caller's authenticated identity, for grants and separation of duties. The identity work puts the
-/// validated principal on the request context; until then no caller is authenticated and this is `None`
-/// (grants then bind to route, tool and arguments only).
-pub fn principal(_ctx: &RequestCtx) -> Option<String> {
-    None
+/// The caller's authenticated identity (the verified token's subject), for grants and separation of
+/// duties. `None` when the route has no identity (grants then bind to route, tool and arguments only).
+pub fn principal(ctx: &RequestCtx) -> Option<String> {
+    ctx.principal.as_ref().map(|p| p.subject().to_owned())
 }
 
 /// The current time as the store keeps it.

@@ -170,6 +170,9 @@ pub struct DecisionRecord {
     /// Authenticated principal (token subject), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub principal: Option<String>,
+    /// The principal's selected claims (`identity.jwt.claims`), when there is a principal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub principal_claims: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -301,6 +304,10 @@ pub enum RefusalKind {
     HeaderMismatch,
     BodyTooLarge,
     BodyTimeout,
+    /// No valid bearer token where one is required, or a presented token failed verification.
+    Unauthenticated,
+    /// The identity provider's keys could not be obtained, so a token could not be verified.
+    IdentityUnavailable,
     Other,
 }
 
@@ -315,6 +322,9 @@ pub struct RefusalRecord {
     pub host: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client: Option<String>,
+    /// Authenticated principal (token subject), when the refusal came after the identity stage.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
     pub reason: RefusalKind,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
@@ -530,6 +540,7 @@ mod tests {
             host: None,
             client: None,
             principal: None,
+            principal_claims: None,
             session_id: None,
             protocol_version: None,
             method: "tools/call".into(),

@@ -208,6 +208,7 @@ impl Auditor {
             route: ctx.route.clone(),
             host: ctx.host.clone(),
             client: Some(ctx.conn.peer.to_string()),
+            principal: ctx.principal.as_ref().map(|p| p.subject().to_owned()),
             reason,
             detail: Some(crate::telemetry::error_chain(err)),
         }));
@@ -251,6 +252,10 @@ fn refusal_kind(err: &GatewayError) -> Option<RefusalKind> {
         // Decided and recorded already; what went wrong upstream is an outcome record.
         GatewayError::Forward(_) | GatewayError::Filter(_) => return None,
         GatewayError::Audit(_) => RefusalKind::Other,
+        GatewayError::Identity(u) if matches!(u.error, crate::identity::IdentityError::Jwks(_)) => {
+            RefusalKind::IdentityUnavailable
+        }
+        GatewayError::Identity(_) => RefusalKind::Unauthenticated,
     })
 }
 
@@ -291,7 +296,11 @@ fn envelope(ctx: &RequestCtx, method: String) -> DecisionRecord {
         route: ctx.route.clone(),
         host: ctx.host.clone(),
         client: Some(ctx.conn.peer.to_string()),
-        principal: None,
+        principal: ctx.principal.as_ref().map(|p| p.subject().to_owned()),
+        principal_claims: ctx
+            .principal
+            .as_ref()
+            .map(|p| Value::Object(p.claims().clone())),
         session_id: ctx.session_id.clone(),
         protocol_version: ctx.protocol_version.clone(),
         method,

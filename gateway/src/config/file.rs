@@ -37,6 +37,8 @@ pub struct FileConfig {
     pub admin: Option<FileAdmin>,
     /// Extension: human approval of calls a policy marks "require approval". Absent: such calls are refused.
     pub approvals: Option<FileApprovals>,
+    /// Extension: caller identity (JWT bearer tokens). Absent: no validation, every principal is none.
+    pub identity: Option<FileIdentity>,
 }
 
 /// `approvals:` — hold calls that need a human approval, and who may approve them.
@@ -83,6 +85,53 @@ pub struct FileApprover {
     pub token_sha256: Option<String>,
     /// Or: a file holding the token itself (trailing whitespace ignored).
     pub token_file: Option<String>,
+}
+
+/// `identity:` — who is calling, from the `Authorization: Bearer` token.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileIdentity {
+    pub jwt: Option<FileJwt>,
+    /// Whether routes require a valid token unless they say otherwise (`require_identity:`). Default false.
+    pub require: Option<bool>,
+    /// Pass the caller's `Authorization` header to the upstream unchanged. Default true.
+    pub forward_authorization: Option<bool>,
+    /// Absolute URL of the OAuth protected resource metadata (RFC 9728) named in 401 challenges. Default:
+    /// `https://<host>/.well-known/oauth-protected-resource<path>` on the host the client used (served by the
+    /// upstream through the gateway's discovery pass-through).
+    pub resource_metadata: Option<String>,
+}
+
+/// `identity.jwt:` — how tokens are verified.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileJwt {
+    /// Required `iss`, exactly as the IdP writes it.
+    pub issuer: Option<String>,
+    /// Accepted `aud` value(s): one string or a list.
+    pub audience: Option<OneOrMany>,
+    /// `https://…` JWKS endpoint (`http://` only on loopback, for tests).
+    pub jwks_url: Option<String>,
+    /// JWKS file (re-read when it changes).
+    pub jwks_file: Option<String>,
+    /// Extra trust anchor (PEM) for an `https://` `jwks_url`, besides the system CAs.
+    pub jwks_ca_file: Option<String>,
+    /// Allowed `alg` values. Default `[RS256, ES256, EdDSA]`; asymmetric ones only.
+    pub algorithms: Option<Vec<String>>,
+    /// Claims copied into the principal besides `sub`, e.g. `[email, groups]`.
+    pub claims: Option<Vec<String>>,
+    /// How often the key set is refreshed. Default `10m`.
+    pub refresh: Option<String>,
+    /// Clock skew allowed on `exp`/`nbf`. Default `30s`, at most `5m`.
+    pub leeway: Option<String>,
+}
+
+/// A string or a list of strings.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
 }
 
 /// `admin:` — the plaintext HTTP listener for `/healthz`, `/readyz` and `/metrics`.
@@ -216,6 +265,8 @@ pub struct FileRoute {
     pub validate_arguments: Option<bool>,
     /// This route's `audit.redact` (`full`, `digest`, `omit`).
     pub redact: Option<String>,
+    /// Require a valid bearer token on this route (default: `identity.require`).
+    pub require_identity: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -225,6 +276,7 @@ struct FileRouteMap {
     policies: Option<Vec<String>>,
     validate_arguments: Option<bool>,
     redact: Option<String>,
+    require_identity: Option<bool>,
 }
 
 pub const ROUTES_EXAMPLE: &str = "routes must be a map of host → upstream URL, for example:\n  routes:\n    docs: http://10.0.12.7:9000\n    crm: { upstream: http://10.0.12.8:9000 }";
@@ -281,6 +333,7 @@ impl<'de> Deserialize<'de> for FileRoute {
                     policies: m.policies,
                     validate_arguments: m.validate_arguments,
                     redact: m.redact,
+                    require_identity: m.require_identity,
                 })
             }
             fn visit_seq<A: SeqAccess<'de>>(self, _seq: A) -> Result<FileRoute, A::Error> {

@@ -37,6 +37,8 @@ pub struct Config {
     pub admin: Option<AdminSettings>,
     /// `None` when the config has no `approvals:` block (calls needing approval are refused).
     pub approvals: Option<ApprovalSettings>,
+    /// `None` when the file has no `identity:` block: tokens are not looked at (they still pass through).
+    pub identity: Option<IdentityConfig>,
 }
 
 /// The validated `approvals:` block.
@@ -72,6 +74,67 @@ impl std::fmt::Debug for Approver {
         f.debug_struct("Approver")
             .field("name", &self.name)
             .finish_non_exhaustive()
+    }
+}
+
+/// The validated `identity:` block.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdentityConfig {
+    pub jwt: JwtSettings,
+    /// Pass the caller's `Authorization` header to the upstream (otherwise it is removed).
+    pub forward_authorization: bool,
+    /// Absolute URL of the protected resource metadata for 401 challenges; `None`: derived from the request.
+    pub resource_metadata: Option<String>,
+}
+
+/// Algorithms `identity.jwt.algorithms` may name: asymmetric only (a shared HMAC secret would let the
+/// gateway, and anyone who reads its config, mint tokens), never `none`.
+pub const JWT_ALGORITHMS: &[(&str, jsonwebtoken::Algorithm)] = {
+    use jsonwebtoken::Algorithm::*;
+    &[
+        ("RS256", RS256),
+        ("RS384", RS384),
+        ("RS512", RS512),
+        ("PS256", PS256),
+        ("PS384", PS384),
+        ("PS512", PS512),
+        ("ES256", ES256),
+        ("ES384", ES384),
+        ("EdDSA", EdDSA),
+    ]
+};
+
+/// The validated `identity.jwt:` block.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JwtSettings {
+    pub issuer: String,
+    /// At least one.
+    pub audience: Vec<String>,
+    pub jwks: JwksSource,
+    /// Extra PEM trust anchor for an `https://` JWKS URL.
+    pub jwks_ca_file: Option<PathBuf>,
+    /// At least one, each from [`JWT_ALGORITHMS`].
+    pub algorithms: Vec<jsonwebtoken::Algorithm>,
+    /// Claim names copied into the principal (besides `sub`).
+    pub claims: Vec<String>,
+    pub refresh: Duration,
+    pub leeway: Duration,
+}
+
+/// Where the JSON Web Key Set comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwksSource {
+    File(PathBuf),
+    /// `https://…`, or `http://` to a loopback address.
+    Url(http::Uri),
+}
+
+impl std::fmt::Display for JwksSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JwksSource::File(p) => write!(f, "{}", p.display()),
+            JwksSource::Url(u) => write!(f, "{u}"),
+        }
     }
 }
 
@@ -204,6 +267,8 @@ pub struct RouteSpec {
     pub validate_arguments: bool,
     /// The route's argument redaction, when it overrides `audit.redact`.
     pub redact: Option<Redact>,
+    /// Requests without a valid bearer token are refused (401). Only with an `identity:` block.
+    pub require_identity: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -346,3 +346,104 @@ fn admin_block_defaults_to_loopback_and_can_be_moved_or_disabled() {
         "{e}"
     );
 }
+
+#[test]
+fn anthropic_config_has_no_identity() {
+    let c = load(ANTHROPIC_DOC).unwrap();
+    assert!(c.identity.is_none());
+    assert!(c.routes.iter().all(|r| !r.require_identity));
+}
+
+const JWT: &str = "jwt: {issuer: 'https://idp.example.com/', audience: mcp-gateway, jwks_url: 'https://idp.example.com/jwks.json'}";
+
+#[test]
+fn identity_block_and_route_requirements() {
+    let c = load(&base(&format!(
+        "identity:\n  {JWT}\n  require: true\n  forward_authorization: false\nroutes:\n  crm: http://10.0.0.1:80\n  docs: {{upstream: http://10.0.0.2:80, require_identity: false}}\n"
+    )))
+    .unwrap();
+    let i = c.identity.unwrap();
+    assert!(!i.forward_authorization);
+    assert_eq!(i.jwt.audience, ["mcp-gateway"]);
+    assert_eq!(
+        i.jwt.algorithms,
+        [
+            jsonwebtoken::Algorithm::RS256,
+            jsonwebtoken::Algorithm::ES256,
+            jsonwebtoken::Algorithm::EdDSA
+        ]
+    );
+    assert_eq!(i.jwt.refresh, Duration::from_secs(600));
+    assert_eq!(i.jwt.leeway, Duration::from_secs(30));
+    let req: Vec<_> = c
+        .routes
+        .iter()
+        .map(|r| (r.key.as_str(), r.require_identity))
+        .collect();
+    assert_eq!(req, [("crm", true), ("docs", false)]);
+}
+
+#[test]
+fn identity_mistakes_are_explained() {
+    let with =
+        |identity: &str, routes: &str| load(&base(&format!("{identity}routes:\n{routes}\n")));
+    let one = "  crm: http://10.0.0.1:80";
+    let err = with(
+        "",
+        "  crm: {upstream: http://10.0.0.1:80, require_identity: true}",
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("routes.crm.require_identity") && err.contains("no `identity:` block"),
+        "{err}"
+    );
+    let err = with("identity: {require: true}\n", one).unwrap_err();
+    assert!(
+        err.contains("identity.jwt") && err.contains("missing"),
+        "{err}"
+    );
+    let err = with("identity:\n  jwt: {issuer: x, jwks_file: /k.json}\n", one).unwrap_err();
+    assert!(err.contains("identity.jwt.audience"), "{err}");
+    let err = with("identity:\n  jwt: {issuer: x, audience: a}\n", one).unwrap_err();
+    assert!(err.contains("jwks_url` or `jwks_file"), "{err}");
+    let err = with(
+        "identity:\n  jwt: {issuer: x, audience: a, jwks_url: 'http://idp.example.com/k'}\n",
+        one,
+    )
+    .unwrap_err();
+    assert!(err.contains("loopback"), "{err}");
+    with(
+        "identity:\n  jwt: {issuer: x, audience: [a, b], jwks_url: 'http://127.0.0.1:9/k'}\n",
+        one,
+    )
+    .unwrap();
+    for (alg, says) in [
+        ("none", "never accepted"),
+        ("HS256", "shared-secret"),
+        ("ES265", "did you mean `ES256`"),
+    ] {
+        let err = with(
+            &format!(
+                "identity:\n  jwt: {{issuer: x, audience: a, jwks_file: /k, algorithms: [{alg}]}}\n"
+            ),
+            one,
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("identity.jwt.algorithms") && err.contains(says),
+            "{alg}: {err}"
+        );
+    }
+    let err = with(
+        "identity:\n  jwt: {issuer: x, audience: a, jwks_file: /k, leeway: 1h}\n",
+        one,
+    )
+    .unwrap_err();
+    assert!(err.contains("identity.jwt.leeway"), "{err}");
+    let err = with(
+        "identity:\n  jwt: {issuer: x, audience: a, jwks_file: /k, isuer: y}\n",
+        one,
+    )
+    .unwrap_err();
+    assert!(err.contains("did you mean `issuer`"), "{err}");
+}

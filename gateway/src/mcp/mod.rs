@@ -104,6 +104,12 @@ const DISCOVERY_PREFIXES: &[&str] = &[
     "/.well-known/openid-configuration",
 ];
 
+/// Whether a request fetches an OAuth / OIDC discovery document (which clients fetch before they have a
+/// token, so identity is never required for it).
+pub fn is_discovery(method: &Method, path: &str) -> bool {
+    *method == Method::GET && DISCOVERY_PREFIXES.iter().any(|p| path.starts_with(p))
+}
+
 /// Classifies a request without reading its body (GET, DELETE, or the checks a POST must pass first).
 pub fn classify(
     method: &Method,
@@ -116,9 +122,7 @@ pub fn classify(
             check_post_headers(headers, max_body)?;
             Ok(None)
         }
-        Method::GET if DISCOVERY_PREFIXES.iter().any(|p| path.starts_with(p)) => {
-            Ok(Some(Inbound::Discovery))
-        }
+        Method::GET if is_discovery(method, path) => Ok(Some(Inbound::Discovery)),
         Method::GET => Ok(Some(Inbound::OpenStream)),
         Method::DELETE => Ok(Some(Inbound::EndSession)),
         ref m => Err(McpError::MethodNotAllowed(m.clone())),

@@ -53,7 +53,7 @@ pub const DECISIONS: [&str; 8] = [
 ];
 
 /// `reason` label of refusals: `GatewayError::kind` (reply.rs) values; anything else counts as `other`.
-pub const REFUSAL_REASONS: [&str; 14] = [
+pub const REFUSAL_REASONS: [&str; 16] = [
     "no_route",
     "sni_mismatch",
     "bad_host",
@@ -67,6 +67,8 @@ pub const REFUSAL_REASONS: [&str; 14] = [
     "upstream_unavailable",
     "unfilterable_response",
     "audit_unavailable",
+    "unauthenticated",
+    "identity_unavailable",
     "other",
 ];
 

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use super::bindings::types::{
-    Direction, Message as WitMessage, Operation, PromptGet, Request, RequestContext,
+    Direction, Message as WitMessage, Operation, Principal, PromptGet, Request, RequestContext,
     ToolAnnotations, ToolCall, ToolInfo,
 };
 use crate::ctx::RequestCtx;
@@ -16,7 +16,10 @@ pub fn context(ctx: &RequestCtx) -> RequestContext {
         route: ctx.route.clone().unwrap_or_default(),
         host: ctx.host.clone().unwrap_or_default(),
         client_address: ctx.conn.peer.ip().to_canonical().to_string(),
-        principal: None,
+        principal: ctx.principal.as_ref().map(|p| Principal {
+            subject: p.subject().to_owned(),
+            claims: Value::Object(p.claims().clone()).to_string(),
+        }),
         session_id: ctx.session_id.clone(),
         protocol_version: ctx.protocol_version.clone(),
         request_id: ctx.id_str().to_owned(),

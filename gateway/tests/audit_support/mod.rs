@@ -21,6 +21,7 @@ pub fn decision(i: u64) -> Record {
         host: Some("crm.t.example".into()),
         client: Some("10.0.0.7:51234".into()),
         principal: Some(format!("user-{}", i % 3)),
+        principal_claims: None,
         session_id: None,
         protocol_version: Some("2025-06-18".into()),
         method: "tools/call".into(),

@@ -16,6 +16,7 @@
 //!   host's check of results, must stop it; set e.g. 1 MiB to get past a 16 MiB memory limit to the host);
 //! * `allow`: allows; `deny`: denies with the reason `hostile policy: deny mode`.
 //! * `deny_server_requests`: allows client→server messages, denies requests the server makes of the client.
+//! * `echo_principal`: denies with the principal it was given as the reason.
 //!
 //! `hidden_tools_mode` does the same in `hidden-tools` (`allow` hides nothing, `deny` hides every tool,
 //! `oversized` returns one oversized name), and `validate_mode` in `validate-settings` (`deny` or `oversized`
@@ -37,6 +38,9 @@ pub enum Mode {
     Deny,
     /// Allows client→server messages, denies every request the server makes of the client.
     DenyServerRequests,
+    /// Denies, with the caller's principal as the reason (`principal=<sub> claims=<json>` or
+    /// `principal=none`), so tests can see what the gateway told the policy.
+    EchoPrincipal,
 }
 
 #[derive(Debug, Deserialize)]
@@ -75,7 +79,11 @@ fn misbehave(mode: Mode, export: &str) {
             panic!("hostile policy: {export} allocated 256 MiB and was not stopped");
         }
         Mode::Panic => panic!("hostile policy: panic mode in {export}"),
-        Mode::Oversized | Mode::Allow | Mode::Deny | Mode::DenyServerRequests => {}
+        Mode::Oversized
+        | Mode::Allow
+        | Mode::Deny
+        | Mode::DenyServerRequests
+        | Mode::EchoPrincipal => {}
     }
 }
 
@@ -102,6 +110,10 @@ impl Policy for Hostile {
         match s.mode {
             Mode::Oversized => Decision::deny(oversized(s)),
             Mode::Deny => Decision::deny("hostile policy: deny mode"),
+            Mode::EchoPrincipal => Decision::deny(match request.principal() {
+                Some(p) => format!("principal={} claims={}", p.subject, p.claims.value()),
+                None => "principal=none".to_owned(),
+            }),
             Mode::DenyServerRequests
                 if request.direction() == policy_sdk::Direction::ServerToClient =>
             {
@@ -157,6 +169,24 @@ mod tests {
     }
 
     #[test]
+    fn echo_principal_names_the_caller_it_was_given() {
+        let settings = r#"{"mode": "echo_principal"}"#;
+        let req = Request::new_tool_call("x", json!({}));
+        assert_eq!(
+            run::evaluate::<Hostile>(settings, &req).reason(),
+            Some("principal=none")
+        );
+        let req = req.with_principal(policy_sdk::Principal {
+            subject: "alice".into(),
+            claims: policy_sdk::Json::from_text("claims", r#"{"email":"a@x"}"#),
+        });
+        assert_eq!(
+            run::evaluate::<Hostile>(settings, &req).reason(),
+            Some(r#"principal=alice claims={"email":"a@x"}"#)
+        );
+    }
+
+    #[test]
     fn every_mode_is_valid_settings() {
         for mode in [
             "loop",
@@ -166,6 +196,7 @@ mod tests {
             "allow",
             "deny",
             "deny_server_requests",
+            "echo_principal",
         ] {
             let settings = format!(r#"{{"mode": "{mode}"}}"#);
             assert_eq!(
