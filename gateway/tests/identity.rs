@@ -313,7 +313,11 @@ async fn jwks_url_is_cached_refetched_on_an_unknown_kid_at_most_once_and_refresh
     tokio::time::sleep(Duration::from_millis(500)).await;
     v.verify(&k2.sign(&claims("bob"))).await.unwrap();
     // (k1's kid was unknown again above, but within the unknown-kid rate limit: no fetch for it.)
-    assert_eq!(hits.load(Ordering::SeqCst), 4, "the failed refresh was attempted once");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        4,
+        "the failed refresh was attempted once"
+    );
     assert_eq!(v.keys().fetches(), 4);
 }
 

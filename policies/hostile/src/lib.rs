@@ -176,10 +176,9 @@ mod tests {
             run::evaluate::<Hostile>(settings, &req).reason(),
             Some("principal=none")
         );
-        let req = req.with_principal(policy_sdk::Principal {
-            subject: "alice".into(),
-            claims: policy_sdk::Json::from_text("claims", r#"{"email":"a@x"}"#),
-        });
+        let req = req.with_principal(
+            policy_sdk::Principal::new("alice").with_claims(json!({"email": "a@x"})),
+        );
         assert_eq!(
             run::evaluate::<Hostile>(settings, &req).reason(),
             Some(r#"principal=alice claims={"email":"a@x"}"#)
