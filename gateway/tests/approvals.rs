@@ -2,7 +2,7 @@
 //! it receives), the real `mutation_guard` policy component asking for approval of `delete_*`, the SQLite
 //! store in the test's directory, and approvers acting through the admin listener's HTTP API.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,7 @@ use mcp_gateway::demo::upstream;
 use serde_json::{Value, json};
 
 mod common;
-use common::TD;
+use common::{TD, wasm};
 
 const ALICE: &str = "alice-token-0123456789";
 const BOB: &str = "bob-token-0123456789ab";
@@ -25,20 +25,6 @@ fn sha(t: &str) -> String {
     hex::encode(sha2::Sha256::digest(t.as_bytes()))
 }
 
-fn wasm(name: &str) -> PathBuf {
-    let dir = std::env::var_os("MCP_POLICY_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/policy")
-        });
-    let p = dir.join(format!("{name}.wasm"));
-    assert!(
-        p.exists(),
-        "{} is missing: run `bash policies/build.sh` first",
-        p.display()
-    );
-    p
-}
 
 struct Gw {
     inner: common::Gw,
