@@ -25,7 +25,6 @@ fn sha(t: &str) -> String {
     hex::encode(sha2::Sha256::digest(t.as_bytes()))
 }
 
-
 struct Gw {
     inner: common::Gw,
     admin: std::net::SocketAddr,
