@@ -12,7 +12,7 @@ use mcp_gateway::demo::client::post;
 use mcp_gateway::demo::upstream;
 use serde_json::{Value, json};
 
-mod common;
+use crate::common;
 use common::{Gw, TD, wasm};
 
 async fn bind(policies: &str, routes: &str) -> anyhow::Result<Gw> {

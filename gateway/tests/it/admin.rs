@@ -2,7 +2,7 @@
 //! `/readyz` following the audit log's health, config reloads under load (new route, changed policy, invalid
 //! config kept out), and SIGHUP on the real binary.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -1,6 +1,6 @@
 //! The `mcp-gateway` binary as users run it: policy authors' commands and start-up errors.
 
-mod common;
+use crate::common;
 use common::wasm;
 
 use std::path::{Path, PathBuf};

@@ -1,6 +1,6 @@
 //! The in-process gateway harness shared by the integration tests: a real TLS listener with a throwaway CA,
 //! started from YAML through the same loader a deployment uses, plus small upstreams.
-#![allow(dead_code)] // each test crate uses a different part of it
+#![allow(dead_code)] // each test module uses a different part of it
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

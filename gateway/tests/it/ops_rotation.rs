@@ -2,7 +2,7 @@
 //! (in-process, polling every 100 ms); new handshakes get the renewed certificate, a connection opened before
 //! keeps serving, and both chain to the same CA.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! The audit stage in the request path, in-process: records are on disk before the upstream sees a request,
 //! refusals and outcomes are recorded, and a full disk fails closed and recovers.
 
-mod common;
+use crate::common;
 
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};

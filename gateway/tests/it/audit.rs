@@ -2,7 +2,7 @@
 //! located), crash recovery (a real `kill -9` of a writer process), disk full (a real small tmpfs), retention,
 //! and the auditors' CLI.
 
-mod audit_support;
+use crate::audit_support;
 
 use std::fs;
 use std::io::{BufRead as _, BufReader, Write as _};
@@ -79,7 +79,7 @@ fn round_trip_verifies_and_reopening_continues_the_chain() {
 
 /// Every record kind the writer produces matches `gateway/audit-record.schema.json`.
 fn assert_schema_valid(dir: &Path) {
-    let schema: Value = serde_json::from_str(include_str!("../audit-record.schema.json")).unwrap();
+    let schema: Value = serde_json::from_str(include_str!("../../audit-record.schema.json")).unwrap();
     let v = jsonschema::validator_for(&schema).unwrap();
     for e in Reader::open(dir).unwrap() {
         let e = e.unwrap();
@@ -499,7 +499,7 @@ fn kill_9_mid_write_leaves_a_log_that_recovers_and_verifies() {
         let mut child = Command::new(&exe)
             .args([
                 "--exact",
-                "crash_child_writer",
+                "audit::crash_child_writer",
                 "--nocapture",
                 "--test-threads=1",
             ])

@@ -1,7 +1,7 @@
 //! `mcp-gateway check --config FILE` against a good setup (the sample MCP upstream in-process, real policy
 //! components, a temp audit dir) and against each way a setup breaks, with its exit code.
 
-mod common;
+use crate::common;
 use common::wasm;
 
 use std::net::SocketAddr;

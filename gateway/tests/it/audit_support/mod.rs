@@ -1,5 +1,5 @@
 //! Helpers shared by the audit log's test files: writing a log, reading its segments and lines, verifying.
-#![allow(dead_code)] // each test crate uses a different part of it
+#![allow(dead_code)] // each test module uses a different part of it
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 //! identity (upstream never contacted), the principal in audit records and reaching the upstream's token.
 //! Keys are generated at test time (rcgen/ring for ES256 and Ed25519, the `rsa` crate for RS256).
 
-mod common;
+use crate::common;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -2,7 +2,7 @@
 //! segments — edited, reformatted, deleted, swapped or truncated lines, deleted segments, forged checkpoint
 //! signatures — is found by `verify` and located at file and line.
 
-mod audit_support;
+use crate::audit_support;
 
 use std::fs;
 use std::path::Path;

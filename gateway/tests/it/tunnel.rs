@@ -2,7 +2,7 @@
 //! messages carry the inner TLS connection. Real WebSocket client (tokio-tungstenite), real TLS inside it,
 //! real sample MCP upstream behind the gateway.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -14,7 +14,7 @@ use hyper_util::rt::TokioExecutor;
 use mcp_gateway::demo::upstream;
 use serde_json::{Value, json};
 
-mod common;
+use crate::common;
 use common::{TD, wasm};
 
 const ALICE: &str = "alice-token-0123456789";
@@ -163,7 +163,7 @@ fn upstream_calls(gw: &Gw) -> Vec<String> {
 /// Every audit record (stopping the gateway first), each checked against the documented schema.
 async fn audit_records(gw: Gw) -> Vec<Value> {
     let dir = gw.inner.stop().await;
-    let schema: Value = serde_json::from_str(include_str!("../audit-record.schema.json")).unwrap();
+    let schema: Value = serde_json::from_str(include_str!("../../audit-record.schema.json")).unwrap();
     let validator = jsonschema::validator_for(&schema).unwrap();
     let mut out = Vec::new();
     let mut files: Vec<_> = std::fs::read_dir(dir.path().join("audit"))

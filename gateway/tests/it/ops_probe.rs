@@ -1,7 +1,7 @@
 //! `mcp-gateway probe` against a running gateway (in-process, 127.0.0.1 only) in front of the sample MCP
 //! upstream: the good path, a tool call, an unknown host (-32001 explained) and an untrusted certificate.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Output};
 

@@ -1,7 +1,7 @@
 //! The gateway as a value, in-process: real TLS listener, real upstream sockets, no mocks of the data path.
 //! (End-to-end tests with the real Python MCP SDK peers live in the repository's `tests/e2e/`.)
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::Path;

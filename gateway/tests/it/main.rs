@@ -1,0 +1,22 @@
+//! The gateway's integration tests, one module per area, linked into a single test binary: each binary
+//! links wasmtime, cranelift and the whole gateway, so one binary instead of sixteen saves minutes of
+//! linking and gigabytes of disk on every CI run. Run one area with `cargo test --test it proxy::`.
+
+mod audit_support;
+mod common;
+
+mod admin;
+mod approvals;
+mod audit;
+mod audit_pipeline;
+mod audit_tamper;
+mod cli;
+mod deploy;
+mod identity;
+mod ops_certs;
+mod ops_check;
+mod ops_probe;
+mod ops_rotation;
+mod policies;
+mod proxy;
+mod tunnel;
