@@ -6,7 +6,7 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use mcp_gateway::audit::chain;
-use mcp_gateway::audit::record::Prepared;
+use mcp_gateway::audit::record::{Prepared, canonical_bytes};
 use mcp_gateway::audit::{
     Arguments, Decision, DecisionRecord, OutcomeRecord, PolicyResult, Record,
 };
@@ -46,12 +46,13 @@ fn bench(c: &mut Criterion) {
     let full = decision(Arguments::Full(args.clone()));
     let digest = decision(Arguments::digest_of(&args));
     let outcome = Record::Outcome(OutcomeRecord {
+        bytes: Some(812),
+        duration_us: Some(1310),
+        error: None,
+        is_error: Some(false),
+        latency_us: 1234,
         request_id: "0196f0c2-7a1e-7c3d-9b2a-00000000002a".into(),
         status: Some(200),
-        latency_us: 1234,
-        is_error: None,
-        bytes: None,
-        error: None,
     });
     let mut g = c.benchmark_group("audit_record");
     g.bench_function("prepare decision (full arguments)", |b| {
@@ -59,6 +60,14 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("prepare decision (digest)", |b| {
         b.iter(|| Prepared::new(std::hint::black_box(&digest)))
+    });
+    // What `prepare` did before records were serialised directly: build a `Value`, then sort it.
+    g.bench_function("decision via Value + sort (reference)", |b| {
+        b.iter(|| {
+            let mut out = Vec::with_capacity(512);
+            canonical_bytes(&std::hint::black_box(&digest).to_data(), &mut out);
+            out
+        })
     });
     g.bench_function("prepare outcome", |b| {
         b.iter(|| Prepared::new(std::hint::black_box(&outcome)))

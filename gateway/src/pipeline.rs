@@ -18,6 +18,7 @@ use hyper::body::Incoming;
 use crate::approvals::Approvals;
 use crate::approvals::hold;
 use crate::arguments;
+use crate::audit::outcome::Outcome;
 use crate::audit::stage::{Auditor, Recorded, Redaction};
 use crate::catalogue::Catalogue;
 use crate::config::{Config, Limits, UpstreamUrl};
@@ -344,6 +345,13 @@ pub(crate) async fn forward(
         headers.insert(HeaderName::from_static(REQUEST_ID_HEADER), ctx.id.clone());
         (headers, parts.uri.path().to_owned())
     });
+    // The outcome record is written when the answer's body ends (see `audit::outcome`).
+    let outcome = gw.auditor.log().map(|log| Outcome {
+        log: log.clone(),
+        request_id: ctx.id_str().to_owned(),
+        start: ctx.start,
+        tool_call: permitted.inbound().single_request_method() == Some("tools/call"),
+    });
     // Audit: the decision is durable before anything is forwarded; if it cannot be written, nothing is.
     let recorded: Recorded = gw.auditor.record(ctx, &route.redaction, permitted).await?;
     let sent = Instant::now();
@@ -351,20 +359,33 @@ pub(crate) async fn forward(
     route.stats.upstream(&resp, sent.elapsed());
     let resp = resp?;
     ctx.upstream_status = Some(resp.status().as_u16());
-    gw.auditor.outcome(ctx, ctx.upstream_status, None);
-    let Some((headers, path)) = session.filter(|_| list.is_some() || crate::filter::is_sse(&resp))
-    else {
-        return Ok(resp.map(|b| b.boxed()));
+    let resp = match session.filter(|_| list.is_some() || crate::filter::is_sse(&resp)) {
+        None => resp.map(|b| b.boxed()),
+        Some((headers, path)) => {
+            let police = crate::filter::server_requests::Police {
+                chain: route.policy.clone(),
+                context: crate::policy::view::context(ctx),
+                client: route.client.clone(),
+                addrs,
+                headers,
+                path,
+            };
+            match crate::filter::apply(resp, crate::filter::ResponseFilter { list, police }).await {
+                Ok(resp) => resp,
+                Err(e) => {
+                    let e = GatewayError::from(e);
+                    if let Some(o) = outcome {
+                        o.failed(ctx.upstream_status, telemetry::error_chain(&e));
+                    }
+                    return Err(e);
+                }
+            }
+        }
     };
-    let police = crate::filter::server_requests::Police {
-        chain: route.policy.clone(),
-        context: crate::policy::view::context(ctx),
-        client: route.client.clone(),
-        addrs,
-        headers,
-        path,
-    };
-    Ok(crate::filter::apply(resp, crate::filter::ResponseFilter { list, police }).await?)
+    Ok(match outcome {
+        Some(o) => o.watch(resp),
+        None => resp,
+    })
 }
 
 /// A `tools/call` naming a tool the catalogue has not seen: fetch the upstream's list first, so policies see

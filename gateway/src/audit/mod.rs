@@ -2,7 +2,7 @@
 //!
 //! Where it sits: between policy and forward. The pipeline calls [`AuditLog::append`] with the decision record
 //! and forwards only once it resolves ([`Durable`]); refusals are recorded the same way, and the upstream's
-//! outcome afterwards with [`AuditLog::append_later`].
+//! outcome afterwards with [`AuditLog::append_later`], when the answer's body has ended ([`outcome`]).
 //!
 //! How it works:
 //! - **Group commit** ([`writer`]): one writer thread owns the current segment file. Callers serialise their
@@ -30,6 +30,7 @@
 //! The record format is documented field by field in `gateway/audit-record.schema.json`.
 
 pub mod chain;
+pub mod outcome;
 pub mod query;
 pub mod record;
 pub mod stage;

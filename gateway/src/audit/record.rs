@@ -64,7 +64,7 @@ impl Record {
     /// The `data` object of the line.
     pub fn to_data(&self) -> Value {
         match self {
-            Record::Decision(d) => d.to_data(),
+            Record::Decision(d) => to_object(d),
             Record::Refusal(r) => to_object(r),
             Record::Outcome(o) => to_object(o),
             Record::Approval(a) => a.to_data(),
@@ -137,36 +137,65 @@ impl Arguments {
     }
 }
 
-/// One policy's answer, as the decision record lists it (in chain order).
+/// The fields [`Arguments`] adds to a decision record's `data` (flattened into it, in key order).
+impl Serialize for Arguments {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let mut m = s.serialize_map(None)?;
+        match self {
+            Arguments::Full(a) => m.serialize_entry("arguments", a)?,
+            Arguments::Digest { sha256, size } => {
+                m.serialize_entry("arguments_digest", &format_args!("sha256:{sha256}"))?;
+                m.serialize_entry("arguments_size", size)?;
+            }
+            Arguments::Omitted => {}
+        }
+        m.end()
+    }
+}
+
+/// One policy's answer, as the decision record lists it (in chain order). Fields in key order, like
+/// [`DecisionRecord`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PolicyResult {
-    /// Policy name from the config.
-    pub name: String,
-    /// SHA-256 (hex) of the module.
-    pub sha256: String,
-    /// Digest of the policy's settings.
-    pub settings_digest: String,
-    /// `enforce` or `monitor`.
-    pub mode: String,
     /// `allow`, `deny`, `require_approval`, `hidden`, or `failed:<kind>`.
     pub answer: String,
+    pub elapsed_us: u64,
+    /// `enforce` or `monitor`.
+    pub mode: String,
+    /// Policy name from the config.
+    pub name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    pub elapsed_us: u64,
+    /// Digest of the policy's settings.
+    pub settings_digest: String,
+    /// SHA-256 (hex) of the module.
+    pub sha256: String,
 }
 
 /// The decision about one MCP message.
+///
+/// Fields are declared in the byte order of their JSON names (with [`Arguments`] flattened in place), so
+/// serialising the struct directly writes canonical bytes without building a `Value` and sorting it: this
+/// record is written once per request. Debug builds check every record against the sorted form.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DecisionRecord {
-    /// The gateway's request id (UUIDv7), shared with the access log and the outcome record.
-    pub request_id: String,
+    /// The approval whose grant let this call through (decision `allow` after `require_approval`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub route: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub host: Option<String>,
+    pub approval_id: Option<String>,
+    /// `arguments`, or `arguments_digest` + `arguments_size`, or nothing (see [`Arguments`]).
+    #[serde(flatten)]
+    pub arguments: Arguments,
     /// Client address (`ip:port`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client: Option<String>,
+    pub decision: Decision,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// JSON-RPC method (`tools/call`, …).
+    pub method: String,
+    /// Every policy that ran, in order.
+    pub policies: Vec<PolicyResult>,
     /// Authenticated principal (token subject), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub principal: Option<String>,
@@ -174,48 +203,20 @@ pub struct DecisionRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub principal_claims: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub session_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub protocol_version: Option<String>,
-    /// JSON-RPC method (`tools/call`, …).
-    pub method: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The gateway's request id (UUIDv7), shared with the access log and the outcome record.
+    pub request_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
     /// JSON-RPC id as sent (number or string); absent for notifications.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rpc_id: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tool: Option<String>,
-    #[serde(skip)]
-    pub arguments: Arguments,
-    /// Every policy that ran, in order.
-    pub policies: Vec<PolicyResult>,
-    pub decision: Decision,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// The approval whose grant let this call through (decision `allow` after `require_approval`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub approval_id: Option<String>,
-}
-
-impl DecisionRecord {
-    fn to_data(&self) -> Value {
-        let mut v = to_object(self);
-        if let Value::Object(m) = &mut v {
-            match &self.arguments {
-                Arguments::Full(a) => {
-                    m.insert("arguments".into(), a.clone());
-                }
-                Arguments::Digest { sha256, size } => {
-                    m.insert(
-                        "arguments_digest".into(),
-                        Value::String(format!("sha256:{sha256}")),
-                    );
-                    m.insert("arguments_size".into(), Value::from(*size));
-                }
-                Arguments::Omitted => {}
-            }
-        }
-        v
-    }
 }
 
 /// Which step of the approval workflow an [`ApprovalRecord`] is (its envelope `kind`).
@@ -330,23 +331,27 @@ pub struct RefusalRecord {
     pub detail: Option<String>,
 }
 
-/// What happened upstream after a forwarded request.
+/// What happened upstream after a forwarded request. Fields in key order, like [`DecisionRecord`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OutcomeRecord {
+    /// Response body bytes passed to the client.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// From the request's arrival to the end of the answer's body.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_us: Option<u64>,
+    /// Why forwarding failed, the answer's body failed, or the client went away before it ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// `result.isError` of a `tools/call` answer, when the gateway saw it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub is_error: Option<bool>,
+    /// From the request's arrival to the upstream's response headers.
+    pub latency_us: u64,
     pub request_id: String,
     /// Upstream HTTP status; absent if the upstream could not be reached.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
-    pub latency_us: u64,
-    /// `result.isError` of a `tools/call` answer, when the gateway saw it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub is_error: Option<bool>,
-    /// Response body bytes passed to the client.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub bytes: Option<u64>,
-    /// Why forwarding failed, if it did.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
 }
 
 /// Records the writer itself writes.
@@ -445,7 +450,30 @@ pub struct Prepared {
 impl Prepared {
     /// Serialises a gateway record now (on the caller's task), stamped with the current time.
     pub fn new(record: &Record) -> Prepared {
-        Prepared::from_value(record.kind(), &record.to_data())
+        let mut data = Vec::with_capacity(512);
+        match record {
+            // The per-request records: declared in key order, so direct serialisation is canonical.
+            Record::Decision(d) => write_direct(d, &mut data),
+            Record::Outcome(o) => write_direct(o, &mut data),
+            Record::Refusal(_) | Record::Approval(_) => {
+                canonical_bytes(&record.to_data(), &mut data)
+            }
+        }
+        debug_assert_eq!(
+            String::from_utf8_lossy(&data),
+            String::from_utf8_lossy(&{
+                let mut sorted = Vec::new();
+                canonical_bytes(&record.to_data(), &mut sorted);
+                sorted
+            }),
+            "a {} record's fields are not declared in key order",
+            record.kind()
+        );
+        Prepared {
+            kind: record.kind(),
+            time: format_time(OffsetDateTime::now_utc()),
+            data,
+        }
     }
 
     pub fn internal(record: &Internal) -> Prepared {
@@ -461,6 +489,11 @@ impl Prepared {
             data: bytes,
         }
     }
+}
+
+fn write_direct<T: Serialize>(v: &T, out: &mut Vec<u8>) {
+    // Writing these plain structs into a `Vec` cannot fail (string keys, no custom serialisers).
+    let _ = serde_json::to_writer(out, v);
 }
 
 fn to_object<T: Serialize>(v: &T) -> Value {
@@ -552,9 +585,9 @@ mod tests {
             reason: None,
             approval_id: None,
         };
-        assert_eq!(d.to_data()["arguments"], json!({"x": 1}));
+        assert_eq!(to_object(&d)["arguments"], json!({"x": 1}));
         d.arguments = Arguments::digest_of(&json!({"x": 1}));
-        let data = d.to_data();
+        let data = to_object(&d);
         assert_eq!(data["arguments_size"], json!(7));
         assert!(
             data["arguments_digest"]
@@ -564,6 +597,67 @@ mod tests {
         );
         assert!(data.get("arguments").is_none());
         d.arguments = Arguments::Omitted;
-        assert!(d.to_data().get("arguments_digest").is_none());
+        assert!(to_object(&d).get("arguments_digest").is_none());
+    }
+
+    /// The per-request records skip the `Value` + sort: with every optional field present and every
+    /// arguments form, their direct bytes equal the sorted canonical bytes.
+    #[test]
+    fn per_request_records_serialise_directly_in_canonical_form() {
+        let sorted = |r: &Record| {
+            let mut out = Vec::new();
+            canonical_bytes(&r.to_data(), &mut out);
+            String::from_utf8(out).unwrap()
+        };
+        let args = json!({"z": [3, {"b": 1, "a": "é\u{1}"}], "a": 0.1, "m": null});
+        for arguments in [
+            Arguments::Full(args.clone()),
+            Arguments::digest_of(&args),
+            Arguments::Omitted,
+        ] {
+            let r = Record::Decision(DecisionRecord {
+                approval_id: Some("ap".into()),
+                arguments,
+                client: Some("10.0.0.1:5".into()),
+                decision: Decision::RequireApproval,
+                host: Some("h.example".into()),
+                method: "tools/call".into(),
+                policies: vec![PolicyResult {
+                    answer: "deny".into(),
+                    elapsed_us: 3,
+                    mode: "monitor".into(),
+                    name: "guard".into(),
+                    reason: Some("no \"way\"".into()),
+                    settings_digest: "ab".into(),
+                    sha256: "cd".into(),
+                }],
+                principal: Some("alice".into()),
+                principal_claims: Some(json!({"roles": ["x"], "email": "a@b"})),
+                protocol_version: Some("2025-06-18".into()),
+                reason: Some("because".into()),
+                request_id: "rid".into(),
+                route: Some("crm".into()),
+                rpc_id: Some(json!("7")),
+                session_id: Some("s".into()),
+                tool: Some("delete_customer".into()),
+            });
+            assert_eq!(
+                String::from_utf8(Prepared::new(&r).data).unwrap(),
+                sorted(&r)
+            );
+        }
+        let o = Record::Outcome(OutcomeRecord {
+            bytes: Some(12),
+            duration_us: Some(10),
+            error: Some("reset".into()),
+            is_error: Some(true),
+            latency_us: 9,
+            request_id: "rid".into(),
+            status: Some(502),
+        });
+        assert_eq!(
+            String::from_utf8(Prepared::new(&o).data).unwrap(),
+            sorted(&o)
+        );
     }
 }

@@ -214,16 +214,18 @@ impl Auditor {
         }));
     }
 
-    /// Records what happened upstream (after the fact; never delays the answer).
+    /// Records that forwarding failed (no answer to watch; a forwarded answer's outcome is written by
+    /// [`super::outcome`] when its body ends).
     pub fn outcome(&self, ctx: &RequestCtx, status: Option<u16>, error: Option<String>) {
         let Some(log) = &self.log else { return };
         log.append_later(Record::Outcome(OutcomeRecord {
+            bytes: None,
+            duration_us: None,
+            error,
+            is_error: None,
+            latency_us: ctx.start.elapsed().as_micros() as u64,
             request_id: ctx.id_str().to_owned(),
             status,
-            latency_us: ctx.start.elapsed().as_micros() as u64,
-            is_error: None,
-            bytes: None,
-            error,
         }));
     }
 }

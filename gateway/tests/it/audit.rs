@@ -627,6 +627,7 @@ fn disk_full_fails_closed_then_recovers_with_a_gap_record() {
             latency_us: 1,
             is_error: None,
             bytes: None,
+            duration_us: None,
             error: None,
         }));
 

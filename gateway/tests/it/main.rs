@@ -8,6 +8,7 @@ mod common;
 mod admin;
 mod approvals;
 mod audit;
+mod audit_outcome;
 mod audit_pipeline;
 mod audit_tamper;
 mod cli;

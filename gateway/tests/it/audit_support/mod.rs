@@ -84,6 +84,7 @@ pub fn write_log(cfg: AuditConfig, n: u64) -> Vec<u64> {
                     latency_us: 1234,
                     is_error: Some(false),
                     bytes: Some(99),
+                    duration_us: Some(2345),
                     error: None,
                 }));
             }
