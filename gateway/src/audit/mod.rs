@@ -151,9 +151,9 @@ pub struct Durable {
 /// Counters since open (for the metrics endpoint and benchmarks).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Metrics {
-    /// Records made durable (gateway and internal ones).
+    /// Records written (gateway and internal ones); durable once the next sync is done.
     pub records: u64,
-    /// Batches written, i.e. `fdatasync` calls on segment files.
+    /// `fdatasync` calls on segment files (one per batch with a waiter, plus owed syncs).
     pub batches: u64,
     pub bytes: u64,
     /// Batches whose write or sync failed.

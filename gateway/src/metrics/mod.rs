@@ -230,6 +230,11 @@ pub fn audit_batch(records: u64, sync: Duration) {
     AUDIT_SYNC_SECONDS.observe_duration(sync);
 }
 
+/// An owed sync of records nobody waited for (see `audit::writer`): a sync, no new batch.
+pub fn audit_sync(sync: Duration) {
+    AUDIT_SYNC_SECONDS.observe_duration(sync);
+}
+
 static REFUSALS: [AtomicU64; REFUSAL_REASONS.len()] =
     [const { AtomicU64::new(0) }; REFUSAL_REASONS.len()];
 

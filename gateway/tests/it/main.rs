@@ -10,6 +10,7 @@ mod approvals;
 mod audit;
 mod audit_outcome;
 mod audit_pipeline;
+mod audit_sync;
 mod audit_tamper;
 mod cli;
 mod deploy;
