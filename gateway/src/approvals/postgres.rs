@@ -208,10 +208,8 @@ impl PostgresStore {
         Box::pin(async move {
             let rows = timed(&self.inner.target, async {
                 let client = self.client().await?;
-                let refs: Vec<&(dyn ToSql + Sync)> = params
-                    .iter()
-                    .map(|p| &**p as &(dyn ToSql + Sync))
-                    .collect();
+                let refs: Vec<&(dyn ToSql + Sync)> =
+                    params.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect();
                 client.query(&sql, &refs).await.map_err(backend)
             })
             .await?;
@@ -249,14 +247,24 @@ fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig,
     }
     if let Some(path) = ca_file {
         use rustls_pki_types::pem::PemObject;
-        let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
-            .map_err(|e| message(format!("approvals.postgres.ca_file {}: {e}", path.display())))?;
+        let certs = rustls_pki_types::CertificateDer::pem_file_iter(path).map_err(|e| {
+            message(format!(
+                "approvals.postgres.ca_file {}: {e}",
+                path.display()
+            ))
+        })?;
         for c in certs {
             let c = c.map_err(|e| {
-                message(format!("approvals.postgres.ca_file {}: {e}", path.display()))
+                message(format!(
+                    "approvals.postgres.ca_file {}: {e}",
+                    path.display()
+                ))
             })?;
             roots.add(c).map_err(|e| {
-                message(format!("approvals.postgres.ca_file {}: {e}", path.display()))
+                message(format!(
+                    "approvals.postgres.ca_file {}: {e}",
+                    path.display()
+                ))
             })?;
         }
     }

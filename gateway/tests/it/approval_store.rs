@@ -47,7 +47,9 @@ impl Db {
 
     pub async fn open(&self) -> Arc<dyn ApprovalStore> {
         match self {
-            Db::Sqlite(dir) => Arc::new(SqliteStore::open(&dir.path().join("sub/approvals.db")).unwrap()),
+            Db::Sqlite(dir) => {
+                Arc::new(SqliteStore::open(&dir.path().join("sub/approvals.db")).unwrap())
+            }
             Db::Postgres(_, url) => Arc::new(PostgresStore::open(&pg_settings(url)).await.unwrap()),
         }
     }
@@ -351,7 +353,11 @@ async fn postgres_store_fails_closed_while_the_server_is_down_and_recovers() {
     assert!(t.elapsed() < Duration::from_secs(11), "{:?}", t.elapsed());
     tokio::task::block_in_place(|| cluster.restart());
     // The grant was not used by the failed call.
-    let a = s.consume_grant(&key("df", None), 3000).await.unwrap().unwrap();
+    let a = s
+        .consume_grant(&key("df", None), 3000)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(a.id, "f1");
 }
 

@@ -61,7 +61,11 @@ async fn release_across(a: &Arc<Gw>, b: &Arc<Gw>, customer: &str, n: usize) -> D
         .await
         .expect("the held call was not released")
         .unwrap();
-    assert_eq!(text(&answer), format!("customer {customer} deleted"), "{answer}");
+    assert_eq!(
+        text(&answer),
+        format!("customer {customer} deleted"),
+        "{answer}"
+    );
     at.saturating_duration_since(approved)
 }
 
@@ -88,7 +92,11 @@ async fn a_call_held_on_replica_a_is_released_by_an_approval_on_replica_b() {
     let mut lat = Vec::new();
     for i in 0..5 {
         lat.push(release_across(&a, &b, &format!("c-{i}"), i).await);
-        assert_eq!(upstream_calls(&a).len(), i + 1, "the upstream saw each call exactly once");
+        assert_eq!(
+            upstream_calls(&a).len(),
+            i + 1,
+            "the upstream saw each call exactly once"
+        );
     }
     let median = report("PostgreSQL LISTEN/NOTIFY", lat);
     assert!(median < Duration::from_millis(500), "{median:?}");
@@ -128,7 +136,14 @@ async fn a_call_that_timed_out_on_a_passes_once_when_retried_on_b_after_approval
     let id = approval_id(&t);
     assert!(upstream_calls(&a).is_empty());
 
-    let (status, v) = admin(&b, "POST", &format!("/approvals/{id}/approve"), Some(BOB), None).await;
+    let (status, v) = admin(
+        &b,
+        "POST",
+        &format!("/approvals/{id}/approve"),
+        Some(BOB),
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{v}");
     // Changed arguments do not match the grant (on either replica): held again under a new id.
     let other = call_json(&b, &delete(2, "c-10")).await;
@@ -138,7 +153,10 @@ async fn a_call_that_timed_out_on_a_passes_once_when_retried_on_b_after_approval
     // The identical retry, on the other replica, passes at once and once.
     let started = Instant::now();
     let retry = call_json(&b, &delete(3, "c-9")).await;
-    assert!(started.elapsed() < Duration::from_millis(900), "the retry was held");
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "the retry was held"
+    );
     assert_eq!(text(&retry), "customer c-9 deleted", "{retry}");
     assert_eq!(upstream_calls(&a), ["delete_customer"]);
     // The grant was single-use: a second identical retry (on either replica) is held again.
@@ -151,7 +169,11 @@ async fn a_call_that_timed_out_on_a_passes_once_when_retried_on_b_after_approval
     let (status, v) = admin(&a, "GET", &format!("/approvals/{id}"), Some(BOB), None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
-        (v["status"].as_str(), v["approver"].as_str(), v["grant_uses_left"].as_u64()),
+        (
+            v["status"].as_str(),
+            v["approver"].as_str(),
+            v["grant_uses_left"].as_u64()
+        ),
         (Some("approved"), Some("bob"), Some(0)),
         "{v}"
     );
@@ -197,7 +219,11 @@ async fn approvers_racing_on_both_replicas_have_exactly_one_winner() {
             .unwrap();
         assert!(text(&v).ends_with("deleted"), "{v}");
     }
-    assert_eq!(upstream_calls(&a).len(), N, "each approved call reached the upstream once");
+    assert_eq!(
+        upstream_calls(&a).len(),
+        N,
+        "each approved call reached the upstream once"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

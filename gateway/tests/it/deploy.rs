@@ -532,7 +532,10 @@ fn helm_chart_toggles() {
         vol["secret"]["secretName"],
         v["approvals"]["postgres"]["existingSecret"]
     );
-    assert_eq!(vol["secret"]["items"][0]["key"], v["approvals"]["postgres"]["secretKey"]);
+    assert_eq!(
+        vol["secret"]["items"][0]["key"],
+        v["approvals"]["postgres"]["secretKey"]
+    );
     assert_eq!(vol["secret"]["items"][0]["path"], "url");
     let values = include_str!("../../deploy/helm/mcp-gateway/values.yaml");
     assert!(values.contains("postgres: { url_file: /etc/mcp-gateway/approvals-db/url }"));

@@ -384,7 +384,10 @@ async fn approvals_postgres_store_reachable_or_not() {
     );
     // `check` wrote nothing to the database.
     let tables = tokio::task::block_in_place(|| {
-        pg.psql("approvals", "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'mcp_gateway%'")
+        pg.psql(
+            "approvals",
+            "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'mcp_gateway%'",
+        )
     });
     assert_eq!(tables, "0");
     // The server down: the item fails, naming the database and what to check.

@@ -227,14 +227,15 @@ impl Validator<'_> {
             None => None,
             Some(f) => {
                 let pem = std::fs::read(&f).map_err(|e| {
-                    self.invalid("approvals.postgres.ca_file", format!("cannot read {f}: {e}"))
+                    self.invalid(
+                        "approvals.postgres.ca_file",
+                        format!("cannot read {f}: {e}"),
+                    )
                 })?;
                 use rustls_pki_types::pem::PemObject;
                 let certs = rustls_pki_types::CertificateDer::pem_slice_iter(&pem)
                     .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| {
-                        self.invalid("approvals.postgres.ca_file", format!("{f}: {e}"))
-                    })?;
+                    .map_err(|e| self.invalid("approvals.postgres.ca_file", format!("{f}: {e}")))?;
                 if certs.is_empty() {
                     return Err(self.invalid(
                         "approvals.postgres.ca_file",
@@ -260,7 +261,12 @@ fn describe(c: &tokio_postgres::Config) -> String {
         .iter()
         .enumerate()
         .map(|(i, h)| {
-            let port = c.get_ports().get(i).or(c.get_ports().first()).copied().unwrap_or(5432);
+            let port = c
+                .get_ports()
+                .get(i)
+                .or(c.get_ports().first())
+                .copied()
+                .unwrap_or(5432);
             match h {
                 Host::Tcp(h) => format!("{h}:{port}"),
                 Host::Unix(p) => format!("{}:{port}", p.display()),
@@ -288,7 +294,7 @@ mod tests {
 
     fn load(approvals: &str) -> Result<StoreSettings, String> {
         let yaml = format!(
-            "tunnel_domain: t.example\ntls: {{cert_file: c, key_file: k}}\naudit: {{dir: /var/lib/gw/audit}}\n\
+            "tunnel_domain: t.example\ntls: {{cert_file: c, key_file: k}}\nroutes: {{a: http://10.0.0.1:80}}\naudit: {{dir: /var/lib/gw/audit}}\n\
              approvals:\n{approvals}\n"
         );
         from_yaml(&yaml, Path::new("config.yaml"))
@@ -310,23 +316,30 @@ mod tests {
 
     #[test]
     fn postgres_url_inline_or_from_a_file_never_shown() {
-        let StoreSettings::Postgres(pg) =
-            load("  postgres: {url: 'postgres://gw:s3cret@db.internal:6432/approvals?sslmode=require'}")
-                .unwrap()
-        else {
+        let StoreSettings::Postgres(pg) = load(
+            "  postgres: {url: 'postgres://gw:s3cret@db.internal:6432/approvals?sslmode=require'}",
+        )
+        .unwrap() else {
             panic!("not postgres")
         };
         assert_eq!(pg.target, "gw@db.internal:6432/approvals sslmode=require");
         assert!(!format!("{pg:?}").contains("s3cret"), "{pg:?}");
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("url");
-        std::fs::write(&f, "host=10.0.0.5 user=gw password=s3cret dbname=approvals\n").unwrap();
+        std::fs::write(
+            &f,
+            "host=10.0.0.5 user=gw password=s3cret dbname=approvals\n",
+        )
+        .unwrap();
         let StoreSettings::Postgres(pg) =
             load(&format!("  postgres: {{url_file: {}}}", f.display())).unwrap()
         else {
             panic!("not postgres")
         };
-        assert_eq!(pg.url, "host=10.0.0.5 user=gw password=s3cret dbname=approvals");
+        assert_eq!(
+            pg.url,
+            "host=10.0.0.5 user=gw password=s3cret dbname=approvals"
+        );
         assert_eq!(pg.target, "gw@10.0.0.5:5432/approvals sslmode=prefer");
     }
 
@@ -337,7 +350,10 @@ mod tests {
                 "  db: /a.db\n  postgres: {url: 'postgres://h/d'}",
                 "`approvals.postgres`: and `approvals.db` are both set",
             ),
-            ("  postgres: {}", "`approvals.postgres`: give exactly one of `url`"),
+            (
+                "  postgres: {}",
+                "`approvals.postgres`: give exactly one of `url`",
+            ),
             (
                 "  postgres: {url: 'postgres://u:s3cret@h/d', url_file: /x}",
                 "give exactly one of",
@@ -346,7 +362,10 @@ mod tests {
                 "  postgres: {url_file: /nonexistent/url}",
                 "`approvals.postgres.url_file`: cannot read /nonexistent/url",
             ),
-            ("  postgres: {url: ' '}", "`approvals.postgres.url`: is empty"),
+            (
+                "  postgres: {url: ' '}",
+                "`approvals.postgres.url`: is empty",
+            ),
             (
                 "  postgres: {url: 'postgres://u:s3cret@h/d?sslmode=verify-full'}",
                 "write `sslmode=require`",
@@ -368,7 +387,10 @@ mod tests {
         for (yaml, want) in cases {
             let err = load(yaml).unwrap_err();
             assert!(err.contains(want), "{yaml}: {err}");
-            assert!(!err.contains("s3cret"), "{yaml}: the password leaked: {err}");
+            assert!(
+                !err.contains("s3cret"),
+                "{yaml}: the password leaked: {err}"
+            );
         }
     }
 }

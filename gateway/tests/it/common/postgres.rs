@@ -84,7 +84,12 @@ impl PgCluster {
                 "id -g postgres",
                 Command::new("id").args(["-g", "postgres"]).output(),
             );
-            let num = |o: &Output| String::from_utf8_lossy(&o.stdout).trim().parse::<u32>().unwrap();
+            let num = |o: &Output| {
+                String::from_utf8_lossy(&o.stdout)
+                    .trim()
+                    .parse::<u32>()
+                    .unwrap()
+            };
             std::os::unix::fs::chown(dir.path(), Some(num(&uid)), Some(num(&gid))).unwrap();
         }
         let mut cluster = PgCluster {
@@ -184,7 +189,17 @@ impl PgCluster {
             "psql",
             Command::new(self.bin.join("psql"))
                 .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
-                .args(["-U", "postgres", "-d", db, "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
+                .args([
+                    "-U",
+                    "postgres",
+                    "-d",
+                    db,
+                    "-X",
+                    "-A",
+                    "-t",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                ])
                 .args(["-c", sql])
                 .output(),
         );
