@@ -392,3 +392,67 @@ async fn postgres_decisions_wake_every_replica_at_once() {
     );
     assert!(latencies[latencies.len() / 2] < Duration::from_millis(500));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_store_over_tls_verifies_the_server_certificate_and_name() {
+    // The server's certificate is issued for *.t.example.test by a throwaway CA; the client dials 127.0.0.1
+    // (`hostaddr`) but verifies the certificate against the name in `host`.
+    let (cluster, ca) = tokio::task::spawn_blocking(|| {
+        let mut ca = None;
+        let cluster = PgCluster::start_with(|dir| {
+            let tls = dir.join("tls");
+            mcp_gateway::certs::issue(crate::common::TD, mcp_gateway::certs::KeyKind::EcdsaP256)
+                .unwrap()
+                .write_to(&tls)
+                .unwrap();
+            ca = Some(std::fs::read(tls.join("ca.crt")).unwrap());
+            format!(
+                "-c ssl=on -c ssl_cert_file={0}/tls.crt -c ssl_key_file={0}/tls.key",
+                tls.display()
+            )
+        });
+        cluster.create_db("approvals");
+        (cluster, ca.unwrap())
+    })
+    .await
+    .unwrap();
+    let ca_dir = tempfile::tempdir().unwrap();
+    let ca_file = ca_dir.path().join("db-ca.pem");
+    std::fs::write(&ca_file, ca).unwrap();
+    let url = |host: &str| {
+        format!(
+            "host={host} hostaddr=127.0.0.1 port={} user=postgres dbname=approvals sslmode=require",
+            cluster.port()
+        )
+    };
+    let settings = |host: &str, ca: bool| PostgresSettings {
+        url: url(host),
+        target: host.to_owned(),
+        ca_file: ca.then(|| ca_file.clone()),
+    };
+
+    let s = PostgresStore::open(&settings("db.t.example.test", true))
+        .await
+        .unwrap();
+    s.create(new("t1", key("dt", None), 1000)).await.unwrap();
+    let encrypted = tokio::task::block_in_place(|| {
+        cluster.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE a.datname = 'approvals' AND s.ssl",
+        )
+    });
+    assert_eq!(encrypted, "2", "the query and LISTEN connections use TLS");
+
+    // An unknown issuer, or a name the certificate does not cover: no connection, the store does not open.
+    for (host, ca, want) in [
+        ("db.t.example.test", false, "UnknownIssuer"),
+        ("localhost", true, "NotValidForName"),
+    ] {
+        let err = PostgresStore::open(&settings(host, ca)).await.unwrap_err();
+        assert!(
+            err.to_string().contains(want) || format!("{err:?}").contains(want),
+            "{host}: {err:?}"
+        );
+    }
+}

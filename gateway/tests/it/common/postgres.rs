@@ -15,6 +15,8 @@ pub struct PgCluster {
     port: u16,
     /// Run the server binaries as the `postgres` OS user (we are root).
     as_postgres: bool,
+    /// Extra server options.
+    extra: String,
 }
 
 /// The newest `/usr/lib/postgresql/*/bin` (or `PG_BIN`).
@@ -67,8 +69,14 @@ fn free_port() -> u16 {
 }
 
 impl PgCluster {
-    /// Creates and starts a cluster (blocking: about a second).
+    /// Creates and starts a cluster (blocking: a second or a few).
     pub fn start() -> PgCluster {
+        Self::start_with(|_| String::new())
+    }
+
+    /// [`PgCluster::start`], with `setup` writing files into the cluster's directory before the server starts
+    /// (they are handed to the server's user) and returning extra server options (`-c ssl=on …`).
+    pub fn start_with(setup: impl FnOnce(&Path) -> String) -> PgCluster {
         let bin = bin_dir();
         let dir = tempfile::Builder::new()
             .prefix("mcp-gateway-pg-")
@@ -97,6 +105,7 @@ impl PgCluster {
             bin,
             port: 0,
             as_postgres,
+            extra: String::new(),
         };
         let data = cluster.data();
         check(
@@ -108,6 +117,17 @@ impl PgCluster {
                 .arg("--locale=C")
                 .output(),
         );
+        let extra = setup(cluster.dir.path());
+        if cluster.as_postgres {
+            check(
+                "chown",
+                Command::new("chown")
+                    .args(["-R", "postgres:postgres"])
+                    .arg(cluster.dir.path())
+                    .output(),
+            );
+        }
+        cluster.extra = extra;
         // A port taken between our probe and the server's bind: try another.
         let mut last = None;
         for _ in 0..3 {
@@ -146,9 +166,10 @@ impl PgCluster {
 
     fn pg_ctl_start(&self) -> Output {
         let opts = format!(
-            "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off -c max_connections=200",
+            "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off -c max_connections=200 {}",
             self.port,
-            self.dir.path().display()
+            self.dir.path().display(),
+            self.extra
         );
         self.server_cmd("pg_ctl")
             .args(["-D", self.data().to_str().unwrap()])
