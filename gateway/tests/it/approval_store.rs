@@ -456,3 +456,13 @@ async fn postgres_store_over_tls_verifies_the_server_certificate_and_name() {
         );
     }
 }
+
+#[test]
+#[should_panic(expected = "PostgreSQL is not installed: run `bash tests/setup.sh`")]
+fn without_postgresql_the_tests_fail_and_say_to_run_setup() {
+    // An empty tree where /usr/lib/postgresql would be (a version directory without initdb): the helper fails
+    // (never skips) and says what to run.
+    let empty = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(empty.path().join("15/bin")).unwrap();
+    crate::common::postgres::bin_dir_in(empty.path());
+}

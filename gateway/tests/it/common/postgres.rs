@@ -24,7 +24,12 @@ fn bin_dir() -> PathBuf {
     if let Some(b) = std::env::var_os("PG_BIN") {
         return PathBuf::from(b);
     }
-    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+    bin_dir_in(Path::new("/usr/lib/postgresql"))
+}
+
+/// The newest `<root>/<version>/bin` holding `initdb`; panics saying how to install PostgreSQL when none does.
+pub fn bin_dir_in(root: &Path) -> PathBuf {
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir(root)
         .into_iter()
         .flatten()
         .filter_map(|e| {
@@ -38,8 +43,9 @@ fn bin_dir() -> PathBuf {
     match found.pop() {
         Some((_, bin)) => bin,
         None => panic!(
-            "PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb): run `bash tests/setup.sh`, \
-             which installs the Debian `postgresql` package (or set PG_BIN to its bin directory)"
+            "PostgreSQL is not installed: run `bash tests/setup.sh`, which installs the Debian `postgresql` \
+             package (no {}/*/bin/initdb; PG_BIN may name another bin directory)",
+            root.display()
         ),
     }
 }
