@@ -3,6 +3,7 @@
 #   tests/.venv/mcp2 : mcp==2.3.0 + pytest + jsonschema (runs the suite and the modern/legacy 2.x clients and server_v2)
 #   tests/.venv/mcp1 : mcp==1.30.0 (legacy-only server_v1 and client_v1)
 #   Debian chromium + chromium-driver (the approvals page test drives headless Chromium with selenium)
+#   Debian postgresql (the PostgreSQL approvals backend tests start throwaway clusters with its initdb/pg_ctl)
 # A stamp file keyed by the pinned requirements makes a rerun skip pip entirely.
 set -euo pipefail
 
@@ -41,4 +42,14 @@ if [[ ! -x /usr/bin/chromium || ! -x /usr/bin/chromedriver ]]; then
     sudo_=""; [[ $(id -u) -ne 0 ]] && sudo_="sudo"
     $sudo_ apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+
+# PostgreSQL server binaries for the approvals store tests (gateway/tests/it/common/postgres.rs runs its own
+# throwaway cluster from /usr/lib/postgresql/*/bin; the package's default cluster is not used).
+if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+    command -v apt-get >/dev/null 2>&1 || { echo "setup: postgresql missing and apt-get unavailable" >&2; exit 1; }
+    echo "setup: installing postgresql (apt-get)"
+    sudo_=""; [[ $(id -u) -ne 0 ]] && sudo_="sudo"
+    $sudo_ apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq postgresql >/dev/null
 fi

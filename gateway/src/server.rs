@@ -22,7 +22,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::admin;
 use crate::audit::stage::Auditor;
 use crate::audit::{AuditConfig, AuditLog};
-use crate::config::{AdminSettings, Config, IpPolicy};
+use crate::config::{AdminSettings, Config, IpPolicy, StoreSettings};
 use crate::ctx::ConnInfo;
 use crate::pipeline::{self, Gateway};
 use crate::reload::{self, Live};
@@ -59,7 +59,7 @@ impl Server {
             tokio::task::spawn_blocking(move || crate::policy::PolicySet::load(&config)).await??
         };
         let auditor = open_audit(&config)?;
-        let approvals = open_approvals(&config, &auditor)?;
+        let approvals = open_approvals(&config, &auditor).await?;
         let mut gateway = Gateway::new(&config, &policies, auditor, dns.clone())?;
         gateway.set_approvals(approvals);
         let listener = TcpListener::bind(config.listen)
@@ -280,22 +280,28 @@ pub const AUDIT_DIR_ENV: &str = "MCP_GATEWAY_AUDIT_DIR";
 /// Opens the audit log the config asks for; `None` only when the config disables auditing explicitly.
 /// Opens the approval store when the config has an `approvals:` block (a store that cannot be opened stops
 /// the start: calls needing approval would otherwise have nowhere to wait).
-fn open_approvals(
+async fn open_approvals(
     config: &Config,
     auditor: &Auditor,
 ) -> anyhow::Result<Option<Arc<crate::approvals::Approvals>>> {
     let Some(settings) = &config.approvals else {
         return Ok(None);
     };
-    let approvals =
-        crate::approvals::Approvals::open(settings, auditor.clone()).with_context(|| {
-            format!(
+    let approvals = crate::approvals::Approvals::open(settings, auditor.clone())
+        .await
+        .with_context(|| match &settings.store {
+            StoreSettings::Sqlite(db) => format!(
                 "cannot open the approval database {} (set `approvals.db` to a writable path)",
-                settings.db.display()
-            )
+                db.display()
+            ),
+            StoreSettings::Postgres(pg) => format!(
+                "cannot open the approval database PostgreSQL {} (check `approvals.postgres`: is the server up, \
+                 the database created, the user allowed?)",
+                pg.target
+            ),
         })?;
     tracing::info!(
-        db = %settings.db.display(), wait = ?settings.wait, expire = ?settings.expire,
+        store = %settings.store.describe(), wait = ?settings.wait, expire = ?settings.expire,
         approvers = settings.approvers.len(), webhook = settings.webhook.is_some(),
         "approvals: calls a policy sends for approval are held for an approver"
     );

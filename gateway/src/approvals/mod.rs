@@ -8,7 +8,8 @@
 //! later approval leaves a grant bound to (route, tool, argument digest, principal) that the identical
 //! retried call uses once.
 //!
-//! State lives behind [`store::ApprovalStore`] ([`sqlite`] is the embedded default), shared by every
+//! State lives behind [`store::ApprovalStore`] ([`sqlite`] is the embedded default, [`postgres`] the database
+//! several replicas share), shared by every
 //! generation of the config (like the audit log), so a reload never loses a pending request. Every step is
 //! an audit record (`approval_*` kinds). A call let through by an approval still goes through the normal
 //! audit stage → forward path: [`Granted`] (private field, made only here from a grant the store consumed)
@@ -18,6 +19,7 @@ pub mod api;
 pub mod hold;
 pub mod notify;
 pub mod page;
+pub mod postgres;
 pub mod sqlite;
 pub mod store;
 
@@ -30,7 +32,7 @@ use tokio::sync::Notify;
 use crate::audit::record::format_time;
 use crate::audit::stage::Auditor;
 use crate::audit::{ApprovalEvent, ApprovalRecord, Arguments};
-use crate::config::ApprovalSettings;
+use crate::config::{ApprovalSettings, StoreSettings};
 use crate::ctx::RequestCtx;
 use store::{Approval, ApprovalStore, Millis, StoreError};
 
@@ -55,18 +57,22 @@ pub struct Approvals {
     settings: ApprovalSettings,
     store: Arc<dyn ApprovalStore>,
     auditor: Auditor,
-    /// Woken whenever this process decides a request (held calls also poll the store for other replicas).
-    decided: Notify,
+    /// Woken whenever this process decides a request, and — with a store that pushes (PostgreSQL) — whenever
+    /// any replica does; held calls also poll the store.
+    decided: Arc<Notify>,
 }
 
 impl Approvals {
-    /// Opens the configured store (SQLite at `settings.db`).
-    pub fn open(
+    /// Opens the configured store (SQLite file or PostgreSQL database).
+    pub async fn open(
         settings: &ApprovalSettings,
         auditor: Auditor,
     ) -> Result<Arc<Approvals>, StoreError> {
-        let store = sqlite::SqliteStore::open(&settings.db)?;
-        Ok(Self::with_store(settings, Arc::new(store), auditor))
+        let store: Arc<dyn ApprovalStore> = match &settings.store {
+            StoreSettings::Sqlite(path) => Arc::new(sqlite::SqliteStore::open(path)?),
+            StoreSettings::Postgres(pg) => Arc::new(postgres::PostgresStore::open(pg).await?),
+        };
+        Ok(Self::with_store(settings, store, auditor))
     }
 
     pub fn with_store(
@@ -76,9 +82,9 @@ impl Approvals {
     ) -> Arc<Approvals> {
         Arc::new(Approvals {
             settings: settings.clone(),
+            decided: store.decisions().unwrap_or_default(),
             store,
             auditor,
-            decided: Notify::new(),
         })
     }
 

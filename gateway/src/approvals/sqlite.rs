@@ -303,225 +303,25 @@ impl ApprovalStore for SqliteStore {
 
 #[cfg(test)]
 mod tests {
+    //! The store contract (decisions, grants, expiry, concurrent replicas) is tested against both backends in
+    //! `gateway/tests/it/approval_store.rs`; here only what is SQLite's own.
     use super::*;
-    use serde_json::json;
-
-    fn key(digest: &str, principal: Option<&str>) -> GrantKey {
-        GrantKey {
-            route: "crm".into(),
-            tool: "delete_customer".into(),
-            args_digest: digest.into(),
-            principal: principal.map(str::to_owned),
-        }
-    }
-
-    fn new(id: &str, k: GrantKey, now: Millis) -> NewApproval {
-        NewApproval {
-            id: id.into(),
-            request_id: format!("req-{id}"),
-            key: k,
-            arguments: Some(json!({"id": "c-1"})),
-            reason: "deletes data".into(),
-            policy: "guard".into(),
-            created_at: now,
-            expires_at: now + 60_000,
-        }
-    }
-
-    fn approve(by: &str, at: Millis) -> Decide {
-        Decide {
-            approve: true,
-            approver: by.into(),
-            comment: Some("ok".into()),
-            at,
-            grant_expires_at: at + 60_000,
-            grant_uses: 1,
-        }
-    }
 
     #[tokio::test]
-    async fn a_request_is_decided_once_and_survives_reopen() {
+    async fn the_file_is_created_with_its_directory_in_wal_mode() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/approvals.db");
         let s = SqliteStore::open(&path).unwrap();
-        let a = s.create(new("a1", key("d", None), 1000)).await.unwrap();
-        assert_eq!(a.status, Status::Pending);
-        assert_eq!(a.arguments, Some(json!({"id": "c-1"})));
-        assert_eq!(s.count_pending().await.unwrap(), 1);
-        let done = s.decide("a1", approve("alice", 2000)).await.unwrap();
-        assert_eq!(
-            (done.status, done.approver.as_deref()),
-            (Status::Approved, Some("alice"))
-        );
-        // A second decision (here: a deny racing the approval) loses and says why.
-        let mut deny = approve("bob", 2100);
-        deny.approve = false;
-        match s.decide("a1", deny).await {
-            Err(StoreError::NotPending { status, .. }) => assert_eq!(status, Status::Approved),
-            other => panic!("{other:?}"),
-        }
-        assert!(matches!(
-            s.decide("nope", approve("a", 1)).await,
-            Err(StoreError::NotFound(_))
-        ));
-        drop(s);
-        let s = SqliteStore::open(&path).unwrap();
-        let back = s.get("a1").await.unwrap().unwrap();
-        assert_eq!(back, done);
-        let mode: String = s
-            .conn
-            .lock()
-            .unwrap()
+        assert_eq!(s.path(), path);
+        assert_eq!(s.count_pending().await.unwrap(), 0);
+        let c = s.conn.lock().unwrap();
+        let mode: String = c
             .pragma_query_value(None, "journal_mode", |r| r.get(0))
             .unwrap();
         assert_eq!(mode, "wal");
-        assert_eq!(s.count_pending().await.unwrap(), 0);
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn concurrent_decisions_from_two_connections_have_one_winner() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("approvals.db");
-        let (s1, s2) = (
-            SqliteStore::open(&path).unwrap(),
-            SqliteStore::open(&path).unwrap(),
-        );
-        for i in 0..20 {
-            let id = format!("r{i}");
-            s1.create(new(&id, key(&id, None), 1000)).await.unwrap();
-            let mut deny = approve("bob", 2000);
-            deny.approve = false;
-            let (a, b) = tokio::join!(s1.decide(&id, approve("alice", 2000)), s2.decide(&id, deny));
-            assert!(
-                a.is_ok() != b.is_ok(),
-                "exactly one decision wins: {a:?} / {b:?}"
-            );
-            let stored = s2.get(&id).await.unwrap().unwrap();
-            let winner = a.or(b).unwrap();
-            assert_eq!(stored.status, winner.status);
-        }
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn a_grant_is_used_once_under_concurrent_consumers() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("approvals.db");
-        let stores: Vec<SqliteStore> = (0..4).map(|_| SqliteStore::open(&path).unwrap()).collect();
-        stores[0]
-            .create(new("g1", key("dg", Some("carol")), 1000))
-            .await
+        let version: i64 = c
+            .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
-        stores[0]
-            .decide("g1", approve("alice", 2000))
-            .await
-            .unwrap();
-        let mut tasks = Vec::new();
-        for i in 0..16 {
-            let s = stores[i % stores.len()].clone();
-            tasks.push(tokio::spawn(async move {
-                s.consume_grant(&key("dg", Some("carol")), 3000)
-                    .await
-                    .unwrap()
-            }));
-        }
-        let mut won = 0;
-        for t in tasks {
-            if let Some(a) = t.await.unwrap() {
-                assert_eq!(a.id, "g1");
-                assert_eq!(a.grant_uses_left, 0);
-                won += 1;
-            }
-        }
-        assert_eq!(won, 1, "a single-use grant was used {won} times");
-        assert!(
-            stores[1]
-                .consume_grant_of("g1", 3000)
-                .await
-                .unwrap()
-                .is_none()
-        );
-    }
-
-    #[tokio::test]
-    async fn grants_match_key_exactly_and_expire() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = SqliteStore::open(&dir.path().join("a.db")).unwrap();
-        s.create(new("k1", key("dk", None), 1000)).await.unwrap();
-        // Not approved yet: no grant.
-        assert!(
-            s.consume_grant(&key("dk", None), 1500)
-                .await
-                .unwrap()
-                .is_none()
-        );
-        let mut d = approve("alice", 2000);
-        d.grant_expires_at = 5000;
-        d.grant_uses = 2;
-        s.decide("k1", d).await.unwrap();
-        // Other arguments, another principal: no match.
-        assert!(
-            s.consume_grant(&key("other", None), 2500)
-                .await
-                .unwrap()
-                .is_none()
-        );
-        assert!(
-            s.consume_grant(&key("dk", Some("eve")), 2500)
-                .await
-                .unwrap()
-                .is_none()
-        );
-        let mut other_route = key("dk", None);
-        other_route.route = "billing".into();
-        assert!(s.consume_grant(&other_route, 2500).await.unwrap().is_none());
-        // Expired grant: no match, even with uses left.
-        assert!(
-            s.consume_grant(&key("dk", None), 5000)
-                .await
-                .unwrap()
-                .is_none()
-        );
-        assert_eq!(
-            s.consume_grant(&key("dk", None), 4000)
-                .await
-                .unwrap()
-                .unwrap()
-                .grant_uses_left,
-            1
-        );
-        assert!(s.consume_grant_of("k1", 4100).await.unwrap().is_some());
-        assert!(
-            s.consume_grant(&key("dk", None), 4200)
-                .await
-                .unwrap()
-                .is_none()
-        );
-    }
-
-    #[tokio::test]
-    async fn pending_requests_expire_once_and_cannot_be_decided_after() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("a.db");
-        let s = SqliteStore::open(&path).unwrap();
-        s.create(new("e1", key("d1", None), 1000)).await.unwrap(); // expires at 61_000
-        s.create(new("e2", key("d2", None), 50_000)).await.unwrap(); // expires at 110_000
-        // Past e1's expiry but not swept yet: deciding it fails as expired.
-        match s.decide("e1", approve("alice", 61_000)).await {
-            Err(StoreError::NotPending { status, .. }) => assert_eq!(status, Status::Expired),
-            other => panic!("{other:?}"),
-        }
-        let other = SqliteStore::open(&path).unwrap();
-        let (a, b) = tokio::join!(s.expire_due(70_000), other.expire_due(70_000));
-        let (a, b) = (a.unwrap(), b.unwrap());
-        assert_eq!(a.len() + b.len(), 1, "each expiry is reported once");
-        assert_eq!(a.iter().chain(&b).next().unwrap().id, "e1");
-        assert_eq!(s.get("e1").await.unwrap().unwrap().status, Status::Expired);
-        assert_eq!(s.get("e2").await.unwrap().unwrap().status, Status::Pending);
-        let pending = s.list(Some(Status::Pending), 10).await.unwrap();
-        assert_eq!(
-            pending.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
-            ["e2"]
-        );
-        assert_eq!(s.list(None, 10).await.unwrap().len(), 2);
+        assert_eq!(version, SCHEMA_VERSION);
     }
 }

@@ -8,9 +8,9 @@
 //! [`ApprovalStore::get`] (see [`super::hold`]); a backend with push (PostgreSQL `LISTEN/NOTIFY`) can make
 //! that faster without changing this trait.
 //!
-//! Backends: [`super::sqlite`] (embedded, the default). A PostgreSQL backend implements the same trait; its
-//! grant consumption needs `FOR UPDATE SKIP LOCKED` (or the same single-statement `UPDATE … RETURNING`) and
-//! `IS NOT DISTINCT FROM` for the principal match.
+//! Backends: [`super::sqlite`] (embedded, the default) and [`super::postgres`] (one database shared by several
+//! replicas; its grant consumption is the same single `UPDATE … RETURNING` with the candidate row locked
+//! `FOR UPDATE`, and `IS NOT DISTINCT FROM` for the principal match; decisions are pushed with `NOTIFY`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -168,4 +168,10 @@ pub trait ApprovalStore: Send + Sync + std::fmt::Debug + 'static {
     fn consume_grant_of(&self, id: &str, now: Millis) -> StoreFuture<'_, Option<Approval>>;
 
     fn count_pending(&self) -> StoreFuture<'_, u64>;
+
+    /// A signal woken whenever any replica decides or expires a request, for backends that push
+    /// (PostgreSQL `LISTEN/NOTIFY`); held calls then wake at once instead of at their next poll.
+    fn decisions(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
+    }
 }

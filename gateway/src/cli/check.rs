@@ -111,7 +111,38 @@ pub async fn checklist(o: &CheckOptions) -> Vec<Item> {
     }
     items.push(policies_item(&config).await);
     items.push(audit_item(&config));
+    if let Some(item) = approvals_item(&config).await {
+        items.push(item);
+    }
     items
+}
+
+/// Whether the shared approval database (`approvals.postgres`) answers; nothing is written to it.
+async fn approvals_item(config: &Config) -> Option<Item> {
+    let crate::config::StoreSettings::Postgres(pg) = &config.approvals.as_ref()?.store else {
+        return None;
+    };
+    Some(
+        match crate::approvals::postgres::PostgresStore::probe(pg).await {
+            Ok((server, schema)) => Item::pass(
+                "approvals store",
+                format!(
+                    "PostgreSQL {server} at {} answers; {}",
+                    pg.target,
+                    match schema {
+                        Some(v) => format!("approvals schema version {v}"),
+                        None => "the approvals table is created at the first start".to_owned(),
+                    }
+                ),
+            ),
+            Err(e) => Item::fail(
+                "approvals store",
+                format!("PostgreSQL {}: {e}", pg.target),
+                "check approvals.postgres (host, port, database, user, password, sslmode) and that the server \
+                 accepts connections from here; the gateway does not start without its approval store",
+            ),
+        },
+    )
 }
 
 /// The public host name a route answers to (what the certificate must cover).

@@ -46,8 +46,10 @@ pub struct FileConfig {
 #[serde(deny_unknown_fields)]
 pub struct FileApprovals {
     /// SQLite database of approval requests. Default: `approvals.db` beside the audit directory
-    /// (`/var/lib/mcp-gateway/approvals.db`).
+    /// (`/var/lib/mcp-gateway/approvals.db`). Exclusive with `postgres`.
     pub db: Option<String>,
+    /// A PostgreSQL database instead of SQLite, shared by several gateway replicas.
+    pub postgres: Option<FilePostgres>,
     /// How long a call waits for a decision before it is answered "pending, retry after approval". Default `30s`.
     pub wait: Option<String>,
     /// How long an approval request can be decided before it expires. Default `1h`.
@@ -65,6 +67,19 @@ pub struct FileApprovals {
     /// Who may approve, each with a bearer token (given as its SHA-256, or in a file).
     #[serde(default)]
     pub approvers: Vec<FileApprover>,
+}
+
+/// `approvals.postgres:` — the shared approval database.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilePostgres {
+    /// Connection string, `postgres://user:password@host:5432/dbname?sslmode=require` (or libpq's
+    /// `key=value` form). Prefer `url_file` when it holds a password.
+    pub url: Option<String>,
+    /// Or: a file holding the connection string (trailing whitespace ignored), e.g. a mounted Secret.
+    pub url_file: Option<String>,
+    /// Extra PEM root certificates for TLS to the server (`sslmode=require`); the system's are always trusted.
+    pub ca_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -44,7 +44,8 @@ pub struct Config {
 /// The validated `approvals:` block.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApprovalSettings {
-    pub db: PathBuf,
+    /// Where approval state lives.
+    pub store: StoreSettings,
     pub wait: Duration,
     pub expire: Duration,
     pub grant_ttl: Duration,
@@ -54,6 +55,44 @@ pub struct ApprovalSettings {
     pub webhook: Option<Webhook>,
     /// Names are unique; so are tokens.
     pub approvers: Vec<Approver>,
+}
+
+/// The approval store: the embedded SQLite file (default) or a PostgreSQL database shared by replicas.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreSettings {
+    Sqlite(PathBuf),
+    Postgres(PostgresSettings),
+}
+
+impl StoreSettings {
+    /// What the store is, for logs and messages (never the password).
+    pub fn describe(&self) -> String {
+        match self {
+            StoreSettings::Sqlite(p) => format!("SQLite {}", p.display()),
+            StoreSettings::Postgres(pg) => format!("PostgreSQL {}", pg.target),
+        }
+    }
+}
+
+/// The validated `approvals.postgres:` block.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PostgresSettings {
+    /// The connection string (`postgres://…` or `key=value …`); it may hold a password, so it is never
+    /// logged or shown (`Debug` prints [`PostgresSettings::target`] only).
+    pub url: String,
+    /// `user@host:port/dbname sslmode=…`, for logs and messages.
+    pub target: String,
+    /// Extra PEM root certificates for TLS to the server (the system's are always trusted).
+    pub ca_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for PostgresSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresSettings")
+            .field("target", &self.target)
+            .field("ca_file", &self.ca_file)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

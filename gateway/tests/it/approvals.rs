@@ -17,29 +17,34 @@ use serde_json::{Value, json};
 use crate::common;
 use common::{TD, wasm};
 
-const ALICE: &str = "alice-token-0123456789";
-const BOB: &str = "bob-token-0123456789ab";
+pub(crate) const ALICE: &str = "alice-token-0123456789";
+pub(crate) const BOB: &str = "bob-token-0123456789ab";
 
 fn sha(t: &str) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(t.as_bytes()))
 }
 
-struct Gw {
-    inner: common::Gw,
-    admin: std::net::SocketAddr,
-    seen: Arc<upstream::Seen>,
+pub(crate) struct Gw {
+    pub(crate) inner: common::Gw,
+    pub(crate) admin: std::net::SocketAddr,
+    pub(crate) seen: Arc<upstream::Seen>,
 }
 
 /// A gateway whose `crm` route asks for approval of `delete_*`, with `approvals:` settings `extra`.
 async fn start(approvals: &str) -> Gw {
+    let up = upstream::spawn("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    start_on(&up, approvals).await
+}
+
+/// [`start`] in front of the upstream `up` (several gateways — replicas — can share one).
+pub(crate) async fn start_on(up: &upstream::Sample, approvals: &str) -> Gw {
     let dir = tempfile::tempdir().unwrap();
     mcp_gateway::certs::issue(TD, mcp_gateway::certs::KeyKind::EcdsaP256)
         .unwrap()
         .write_to(dir.path())
-        .unwrap();
-    let up = upstream::spawn("127.0.0.1:0".parse().unwrap())
-        .await
         .unwrap();
     let yaml = format!(
         "listen_addr: 127.0.0.1:0\nshutdown_timeout: 2s\ntunnel_domain: {TD}\ntls: {{cert_file: {d}/tls.crt, key_file: {d}/tls.key}}\n\
@@ -69,17 +74,17 @@ async fn start(approvals: &str) -> Gw {
             task,
         },
         admin,
-        seen: up.seen,
+        seen: up.seen.clone(),
     }
 }
 
-fn delete(id: u64, customer: &str) -> Value {
+pub(crate) fn delete(id: u64, customer: &str) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
            "params": {"name": "delete_customer", "arguments": {"id": customer}}})
 }
 
 /// A `tools/call` POST that accepts only JSON (the plain hold), parsed.
-async fn call_json(gw: &Gw, body: &Value) -> Value {
+pub(crate) async fn call_json(gw: &Gw, body: &Value) -> Value {
     let req = Request::post("/mcp")
         .header("host", format!("crm.{TD}"))
         .header("content-type", "application/json")
@@ -92,7 +97,7 @@ async fn call_json(gw: &Gw, body: &Value) -> Value {
     serde_json::from_slice(&bytes).unwrap()
 }
 
-fn text(v: &Value) -> String {
+pub(crate) fn text(v: &Value) -> String {
     v["result"]["content"][0]["text"]
         .as_str()
         .unwrap_or("")
@@ -100,7 +105,7 @@ fn text(v: &Value) -> String {
 }
 
 /// The approval id an `isError` text names.
-fn approval_id(text: &str) -> String {
+pub(crate) fn approval_id(text: &str) -> String {
     let i = text
         .find("apr_")
         .unwrap_or_else(|| panic!("no approval id in {text}"));
@@ -108,7 +113,7 @@ fn approval_id(text: &str) -> String {
 }
 
 /// One admin API call as `token`: status and JSON body.
-async fn admin(
+pub(crate) async fn admin(
     gw: &Gw,
     method: &str,
     path: &str,
@@ -137,7 +142,7 @@ async fn admin(
 }
 
 /// Waits (bounded) until exactly `n` requests are pending; their ids.
-async fn pending(gw: &Gw, n: usize) -> Vec<String> {
+pub(crate) async fn pending(gw: &Gw, n: usize) -> Vec<String> {
     let until = Instant::now() + Duration::from_secs(10);
     loop {
         let (status, v) = admin(gw, "GET", "/approvals?status=pending", Some(BOB), None).await;
@@ -156,12 +161,12 @@ async fn pending(gw: &Gw, n: usize) -> Vec<String> {
     }
 }
 
-fn upstream_calls(gw: &Gw) -> Vec<String> {
+pub(crate) fn upstream_calls(gw: &Gw) -> Vec<String> {
     gw.seen.tool_calls.lock().unwrap().clone()
 }
 
 /// Every audit record (stopping the gateway first), each checked against the documented schema.
-async fn audit_records(gw: Gw) -> Vec<Value> {
+pub(crate) async fn audit_records(gw: Gw) -> Vec<Value> {
     let dir = gw.inner.stop().await;
     let schema: Value =
         serde_json::from_str(include_str!("../../audit-record.schema.json")).unwrap();
@@ -185,7 +190,7 @@ async fn audit_records(gw: Gw) -> Vec<Value> {
     out
 }
 
-fn kinds_for<'a>(recs: &'a [Value], approval: &str) -> Vec<&'a str> {
+pub(crate) fn kinds_for<'a>(recs: &'a [Value], approval: &str) -> Vec<&'a str> {
     recs.iter()
         .filter(|r| r["data"]["approval_id"] == approval)
         .map(|r| r["kind"].as_str().unwrap())

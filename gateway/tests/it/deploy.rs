@@ -514,12 +514,31 @@ fn helm_chart_toggles() {
     );
     let pod = &kind(&docs, "StatefulSet").unwrap()["spec"]["template"]["spec"];
     assert_eq!(pod["containers"].as_array().unwrap().len(), 1);
-    let env = &pod["containers"][0]["env"][0];
-    assert_eq!(env["name"], "MCP_GATEWAY_APPROVALS_DATABASE_URL");
+    // The approvals database's connection string is mounted as the file `approvals.postgres.url_file` names.
+    let mount = pod["containers"][0]["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "approvals-db")
+        .expect("approvals-db mount");
+    assert_eq!(mount["mountPath"], "/etc/mcp-gateway/approvals-db");
+    let vol = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "approvals-db")
+        .expect("approvals-db volume");
     assert_eq!(
-        env["valueFrom"]["secretKeyRef"]["name"],
+        vol["secret"]["secretName"],
         v["approvals"]["postgres"]["existingSecret"]
     );
+    assert_eq!(
+        vol["secret"]["items"][0]["key"],
+        v["approvals"]["postgres"]["secretKey"]
+    );
+    assert_eq!(vol["secret"]["items"][0]["path"], "url");
+    let values = include_str!("../../deploy/helm/mcp-gateway/values.yaml");
+    assert!(values.contains("postgres: { url_file: /etc/mcp-gateway/approvals-db/url }"));
 }
 
 #[test]

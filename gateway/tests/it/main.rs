@@ -6,7 +6,9 @@ mod audit_support;
 mod common;
 
 mod admin;
+mod approval_store;
 mod approvals;
+mod approvals_replicas;
 mod audit;
 mod audit_outcome;
 mod audit_pipeline;

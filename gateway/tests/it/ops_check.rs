@@ -358,3 +358,46 @@ async fn existing_audit_log_is_left_untouched() {
     );
     log.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn approvals_postgres_store_reachable_or_not() {
+    let s = Setup::new().await;
+    let pg = tokio::task::spawn_blocking(common::postgres::PgCluster::start)
+        .await
+        .unwrap();
+    let url = tokio::task::block_in_place(|| pg.create_db("approvals"));
+    let url_file = s.dir.path().join("db-url");
+    std::fs::write(&url_file, format!("{url}\n")).unwrap();
+    let with_store = format!(
+        "{}approvals:\n  postgres: {{url_file: {}}}\n",
+        s.yaml(),
+        url_file.display()
+    );
+    let o = s.check(with_store.clone(), &[]).await;
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("✓ approvals store: PostgreSQL 1")
+            && out.contains("postgres@127.0.0.1:")
+            && out.contains("the approvals table is created at the first start"),
+        "{out}"
+    );
+    // `check` wrote nothing to the database.
+    let tables = tokio::task::block_in_place(|| {
+        pg.psql(
+            "approvals",
+            "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'mcp_gateway%'",
+        )
+    });
+    assert_eq!(tables, "0");
+    // The server down: the item fails, naming the database and what to check.
+    tokio::task::block_in_place(|| pg.stop());
+    let o = s.check(with_store, &[]).await;
+    assert_fails_with(
+        &o,
+        &[
+            "✗ approvals store: PostgreSQL postgres@127.0.0.1:",
+            "check approvals.postgres",
+        ],
+    );
+}

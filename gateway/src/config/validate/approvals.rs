@@ -6,9 +6,10 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use super::Validator;
-use crate::config::file::FileApprovals;
+use crate::config::file::{FileApprovals, FilePostgres};
 use crate::config::{
-    ApprovalSettings, Approver, AuditSettings, ConfigError, DEFAULT_AUDIT_DIR, Webhook,
+    ApprovalSettings, Approver, AuditSettings, ConfigError, DEFAULT_AUDIT_DIR, PostgresSettings,
+    StoreSettings, Webhook,
 };
 
 impl Validator<'_> {
@@ -17,12 +18,20 @@ impl Validator<'_> {
         a: FileApprovals,
         audit: Option<&AuditSettings>,
     ) -> Result<ApprovalSettings, ConfigError> {
-        let db = match a.db {
-            Some(p) if p.trim().is_empty() => {
+        let store = match (a.db, a.postgres) {
+            (Some(_), Some(_)) => {
+                return Err(self.invalid(
+                    "approvals.postgres",
+                    "and `approvals.db` are both set: `db` is the embedded SQLite file, `postgres` the database \
+                     shared by replicas; give one",
+                ));
+            }
+            (None, Some(pg)) => StoreSettings::Postgres(self.postgres(pg)?),
+            (Some(p), None) if p.trim().is_empty() => {
                 return Err(self.invalid("approvals.db", "is empty: give a file path"));
             }
-            Some(p) => PathBuf::from(p),
-            None => {
+            (Some(p), None) => StoreSettings::Sqlite(PathBuf::from(p)),
+            (None, None) => StoreSettings::Sqlite({
                 // Beside the audit directory: /var/lib/mcp-gateway/audit → /var/lib/mcp-gateway/approvals.db.
                 let audit_dir = audit
                     .map(|a| a.dir.clone())
@@ -32,7 +41,7 @@ impl Validator<'_> {
                     .filter(|p| !p.as_os_str().is_empty())
                     .unwrap_or(Path::new("."))
                     .join("approvals.db")
-            }
+            }),
         };
         let positive = |field: &str, s: Option<&str>, default: Duration| {
             let d = match s {
@@ -156,7 +165,7 @@ impl Validator<'_> {
             approvers.push(Approver { name, token_sha256 });
         }
         Ok(ApprovalSettings {
-            db,
+            store,
             wait,
             expire,
             grant_ttl,
@@ -166,5 +175,222 @@ impl Validator<'_> {
             webhook,
             approvers,
         })
+    }
+}
+
+impl Validator<'_> {
+    /// `approvals.postgres`: the connection string (inline or from a file) parsed here, so a typo stops the
+    /// start with the field named; the string itself never appears in a message (it may hold a password).
+    fn postgres(&self, pg: FilePostgres) -> Result<PostgresSettings, ConfigError> {
+        let (field, url) = match (pg.url, pg.url_file) {
+            (Some(_), Some(_)) | (None, None) => {
+                return Err(self.invalid(
+                    "approvals.postgres",
+                    "give exactly one of `url` (the connection string) and `url_file` (a file holding it)",
+                ));
+            }
+            (Some(url), None) => ("approvals.postgres.url", url),
+            (None, Some(file)) => {
+                let url = std::fs::read_to_string(&file).map_err(|e| {
+                    self.invalid(
+                        "approvals.postgres.url_file",
+                        format!("cannot read {file}: {e}"),
+                    )
+                })?;
+                ("approvals.postgres.url_file", url)
+            }
+        };
+        let url = url.trim().to_owned();
+        if url.is_empty() {
+            return Err(self.invalid(field, "is empty: give a connection string, e.g. postgres://gateway@db:5432/approvals?sslmode=require"));
+        }
+        if url.contains("sslmode=verify-full") || url.contains("sslmode=verify-ca") {
+            return Err(self.invalid(
+                field,
+                "`sslmode=verify-full`/`verify-ca`: write `sslmode=require` — the gateway always verifies the server's \
+                 certificate and name (system roots plus `approvals.postgres.ca_file`)",
+            ));
+        }
+        let parsed: tokio_postgres::Config = url.parse().map_err(|e| {
+            self.invalid(
+                field,
+                format!("is not a PostgreSQL connection string ({e}); expected postgres://user:password@host:5432/dbname?sslmode=require"),
+            )
+        })?;
+        if parsed.get_hosts().is_empty() {
+            return Err(self.invalid(field, "names no host"));
+        }
+        if parsed.get_dbname().is_none() {
+            return Err(self.invalid(field, "names no database (postgres://…/dbname)"));
+        }
+        let ca_file = match pg.ca_file {
+            None => None,
+            Some(f) => {
+                let pem = std::fs::read(&f).map_err(|e| {
+                    self.invalid(
+                        "approvals.postgres.ca_file",
+                        format!("cannot read {f}: {e}"),
+                    )
+                })?;
+                use rustls_pki_types::pem::PemObject;
+                let certs = rustls_pki_types::CertificateDer::pem_slice_iter(&pem)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| self.invalid("approvals.postgres.ca_file", format!("{f}: {e}")))?;
+                if certs.is_empty() {
+                    return Err(self.invalid(
+                        "approvals.postgres.ca_file",
+                        format!("{f} holds no PEM certificate"),
+                    ));
+                }
+                Some(PathBuf::from(f))
+            }
+        };
+        Ok(PostgresSettings {
+            target: describe(&parsed),
+            url,
+            ca_file,
+        })
+    }
+}
+
+/// `user@host:port/dbname sslmode=…` — what the connection string points at, without its password.
+fn describe(c: &tokio_postgres::Config) -> String {
+    use tokio_postgres::config::{Host, SslMode};
+    let hosts: Vec<String> = c
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let port = c
+                .get_ports()
+                .get(i)
+                .or(c.get_ports().first())
+                .copied()
+                .unwrap_or(5432);
+            match h {
+                Host::Tcp(h) => format!("{h}:{port}"),
+                Host::Unix(p) => format!("{}:{port}", p.display()),
+            }
+        })
+        .collect();
+    let sslmode = match c.get_ssl_mode() {
+        SslMode::Disable => "disable",
+        SslMode::Require => "require",
+        _ => "prefer",
+    };
+    format!(
+        "{}@{}/{} sslmode={sslmode}",
+        c.get_user().unwrap_or("-"),
+        hosts.join(","),
+        c.get_dbname().unwrap_or("-"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::{StoreSettings, from_yaml};
+
+    fn load(approvals: &str) -> Result<StoreSettings, String> {
+        let yaml = format!(
+            "tunnel_domain: t.example\ntls: {{cert_file: c, key_file: k}}\nroutes: {{a: http://10.0.0.1:80}}\naudit: {{dir: /var/lib/gw/audit}}\n\
+             approvals:\n{approvals}\n"
+        );
+        from_yaml(&yaml, Path::new("config.yaml"))
+            .map(|c| c.approvals.unwrap().store)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn sqlite_is_the_default_beside_the_audit_directory() {
+        assert_eq!(
+            load("  wait: 5s").unwrap(),
+            StoreSettings::Sqlite("/var/lib/gw/approvals.db".into())
+        );
+        assert_eq!(
+            load("  db: /data/a.db").unwrap(),
+            StoreSettings::Sqlite("/data/a.db".into())
+        );
+    }
+
+    #[test]
+    fn postgres_url_inline_or_from_a_file_never_shown() {
+        let StoreSettings::Postgres(pg) = load(
+            "  postgres: {url: 'postgres://gw:s3cret@db.internal:6432/approvals?sslmode=require'}",
+        )
+        .unwrap() else {
+            panic!("not postgres")
+        };
+        assert_eq!(pg.target, "gw@db.internal:6432/approvals sslmode=require");
+        assert!(!format!("{pg:?}").contains("s3cret"), "{pg:?}");
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("url");
+        std::fs::write(
+            &f,
+            "host=10.0.0.5 user=gw password=s3cret dbname=approvals\n",
+        )
+        .unwrap();
+        let StoreSettings::Postgres(pg) =
+            load(&format!("  postgres: {{url_file: {}}}", f.display())).unwrap()
+        else {
+            panic!("not postgres")
+        };
+        assert_eq!(
+            pg.url,
+            "host=10.0.0.5 user=gw password=s3cret dbname=approvals"
+        );
+        assert_eq!(pg.target, "gw@10.0.0.5:5432/approvals sslmode=prefer");
+    }
+
+    #[test]
+    fn postgres_mistakes_name_the_field_and_not_the_password() {
+        let cases = [
+            (
+                "  db: /a.db\n  postgres: {url: 'postgres://h/d'}",
+                "`approvals.postgres`: and `approvals.db` are both set",
+            ),
+            (
+                "  postgres: {}",
+                "`approvals.postgres`: give exactly one of `url`",
+            ),
+            (
+                "  postgres: {url: 'postgres://u:s3cret@h/d', url_file: /x}",
+                "give exactly one of",
+            ),
+            (
+                "  postgres: {url_file: /nonexistent/url}",
+                "`approvals.postgres.url_file`: cannot read /nonexistent/url",
+            ),
+            (
+                "  postgres: {url: ' '}",
+                "`approvals.postgres.url`: is empty",
+            ),
+            (
+                "  postgres: {url: 'postgres://u:s3cret@h/d?sslmode=verify-full'}",
+                "write `sslmode=require`",
+            ),
+            (
+                "  postgres: {url: 'postgres://u:s3cret@h/d?sslmode=sometimes'}",
+                "`approvals.postgres.url`: is not a PostgreSQL connection string",
+            ),
+            (
+                "  postgres: {url: 'postgres://u:s3cret@h'}",
+                "`approvals.postgres.url`: names no database",
+            ),
+            (
+                "  postgres: {url: 'postgres://h/d', ca_file: /nonexistent/ca.pem}",
+                "`approvals.postgres.ca_file`: cannot read",
+            ),
+            ("  postgres: {uri: 'postgres://h/d'}", "unknown field `uri`"),
+        ];
+        for (yaml, want) in cases {
+            let err = load(yaml).unwrap_err();
+            assert!(err.contains(want), "{yaml}: {err}");
+            assert!(
+                !err.contains("s3cret"),
+                "{yaml}: the password leaked: {err}"
+            );
+        }
     }
 }

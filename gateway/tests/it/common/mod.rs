@@ -19,6 +19,8 @@ use mcp_gateway::upstream_gate::Resolve;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
+pub mod postgres;
+
 pub const TD: &str = "t.example.test";
 
 /// A built policy component (`bash policies/build.sh`; `MCP_POLICY_DIR` overrides where they are).
