@@ -16,6 +16,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::approvals::Approvals;
+use crate::approvals::caller::{self, Before, Via};
 use crate::approvals::hold;
 use crate::arguments;
 use crate::audit::stage::{Auditor, Recorded, Redaction};
@@ -262,6 +263,25 @@ async fn run(
     };
     ctx.note(&parts.headers, &inbound);
 
+    // Caller confirmation (approvals/caller.rs): a legacy client's answer to the gateway's own elicitation,
+    // and the 2026-07-28 retry of a call the gateway asked the caller to confirm, belong to the gateway.
+    let mut confirmed = None;
+    let inbound = match gw.approvals.as_ref().and_then(|a| Some((a, a.caller()?))) {
+        Some((approvals, c)) => {
+            if let (mcp::Inbound::EndSession, Some(s)) = (&inbound, &ctx.session_id) {
+                c.forget_session(s);
+            }
+            match caller::before_policy(approvals, c, ctx, &route.redaction, inbound).await? {
+                Before::Answered(resp) => return Ok(resp),
+                Before::Continue(inbound, c) => {
+                    confirmed = c;
+                    inbound
+                }
+            }
+        }
+        None => inbound,
+    };
+
     // Catalogue and argument validation, on routes whose config has a `policies:` block.
     if route.policy.is_configured() {
         learn_called_tool(route, ctx, &addrs, &parts, &inbound).await;
@@ -290,6 +310,21 @@ async fn run(
             if let Some(approvals) = &gw.approvals
                 && let Some(call) = hold::Call::of(&refused, ctx, &route.redaction)
             {
+                // The caller confirms it themselves when allowed and able (approvals/caller.rs).
+                let ask = approvals
+                    .caller()
+                    .and_then(|c| Some((c, caller::can_ask(c, ctx, &parts, &refused, &call)?)));
+                if let (None, Some((c, Via::InputRequired))) = (&confirmed, ask) {
+                    return caller::ask_modern(
+                        approvals,
+                        c,
+                        ctx,
+                        &route.redaction,
+                        &refused,
+                        &call,
+                    )
+                    .await;
+                }
                 let held = hold::Held {
                     gw: gw.clone(),
                     approvals: approvals.clone(),
@@ -299,7 +334,11 @@ async fn run(
                     refused,
                     call,
                 };
-                return hold::respond(held, ctx).await;
+                return match (confirmed, ask) {
+                    (Some(confirmed), _) => caller::release_retry(held, ctx, confirmed).await,
+                    (None, Some((_, Via::Elicitation))) => caller::ask_legacy(held, ctx).await,
+                    _ => hold::respond(held, ctx).await,
+                };
             }
             telemetry::policy_refusal(ctx, &refused);
             gw.auditor.refused(ctx, &route.redaction, &refused);
@@ -344,6 +383,12 @@ pub(crate) async fn forward(
         headers.insert(HeaderName::from_static(REQUEST_ID_HEADER), ctx.id.clone());
         (headers, parts.uri.path().to_owned())
     });
+    // A legacy client declaring elicitation at `initialize`: its session is remembered (caller confirmation).
+    let elicits = gw
+        .approvals
+        .as_ref()
+        .and_then(|a| a.caller())
+        .filter(|_| caller::declares_elicitation(permitted.inbound()));
     // Audit: the decision is durable before anything is forwarded; if it cannot be written, nothing is.
     let recorded: Recorded = gw.auditor.record(ctx, &route.redaction, permitted).await?;
     let sent = Instant::now();
@@ -351,6 +396,14 @@ pub(crate) async fn forward(
     route.stats.upstream(&resp, sent.elapsed());
     let resp = resp?;
     ctx.upstream_status = Some(resp.status().as_u16());
+    if let Some(c) = elicits
+        && let Some(session) = resp
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+    {
+        c.remember_session(session, crate::approvals::principal(ctx));
+    }
     gw.auditor.outcome(ctx, ctx.upstream_status, None);
     let Some((headers, path)) = session.filter(|_| list.is_some() || crate::filter::is_sse(&resp))
     else {

@@ -15,10 +15,12 @@
 //! is the only way to turn a `Refused` into a `Permitted` ([`crate::policy::Permitted::by_approval`]).
 
 pub mod api;
+pub mod caller;
 pub mod hold;
 pub mod notify;
 pub mod page;
 pub mod sqlite;
+pub mod state;
 pub mod store;
 
 use std::sync::Arc;
@@ -57,6 +59,8 @@ pub struct Approvals {
     auditor: Auditor,
     /// Woken whenever this process decides a request (held calls also poll the store for other replicas).
     decided: Notify,
+    /// Caller confirmation (`approvals.caller_confirmation`); `None`: operators approve everything.
+    caller: Option<caller::CallerConfirm>,
 }
 
 impl Approvals {
@@ -66,20 +70,34 @@ impl Approvals {
         auditor: Auditor,
     ) -> Result<Arc<Approvals>, StoreError> {
         let store = sqlite::SqliteStore::open(&settings.db)?;
-        Ok(Self::with_store(settings, Arc::new(store), auditor))
+        Self::with_store(settings, Arc::new(store), auditor)
     }
 
+    /// The workflow over `store` (fails only when no random `requestState` key can be made).
     pub fn with_store(
         settings: &ApprovalSettings,
         store: Arc<dyn ApprovalStore>,
         auditor: Auditor,
-    ) -> Arc<Approvals> {
-        Arc::new(Approvals {
+    ) -> Result<Arc<Approvals>, StoreError> {
+        let caller = match &settings.caller_confirmation {
+            Some(c) => Some(
+                caller::CallerConfirm::new(c)
+                    .map_err(|e| StoreError::Backend(e.to_string().into()))?,
+            ),
+            None => None,
+        };
+        Ok(Arc::new(Approvals {
             settings: settings.clone(),
             store,
             auditor,
             decided: Notify::new(),
-        })
+            caller,
+        }))
+    }
+
+    /// Caller confirmation, when configured.
+    pub fn caller(&self) -> Option<&caller::CallerConfirm> {
+        self.caller.as_ref()
     }
 
     pub fn settings(&self) -> &ApprovalSettings {
@@ -207,6 +225,7 @@ fn record(event: ApprovalEvent, a: &Approval, request_id: Option<&str>) -> Appro
         delivered: None,
         attempts: None,
         error: None,
+        via: None,
     }
 }
 
