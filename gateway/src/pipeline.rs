@@ -336,7 +336,9 @@ async fn run(
                 };
                 return match (confirmed, ask) {
                     (Some(confirmed), _) => caller::release_retry(held, ctx, confirmed).await,
-                    (None, Some((_, Via::Elicitation))) => caller::ask_legacy(held, ctx).await,
+                    (None, Some((_, Via::Elicitation))) => {
+                        crate::approvals::elicit::ask_legacy(held, ctx).await
+                    }
                     _ => hold::respond(held, ctx).await,
                 };
             }

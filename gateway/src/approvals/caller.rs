@@ -15,7 +15,8 @@
 //!   (remembered per `Mcp-Session-Id`, see [`CallerConfirm::remember_session`]) and accepts SSE: the POST is
 //!   answered with an SSE stream whose first event is the gateway's own `elicitation/create` request (id
 //!   [`ELICIT_ID_PREFIX`]…); the client's POSTed answer is caught by [`before_policy`] (202, never
-//!   forwarded, only from the same session and caller), and the call is forwarded or refused on the same stream.
+//!   forwarded, only from the same session and caller), and the call is forwarded or refused on the same stream
+//!   ([`super::elicit`]).
 //!
 //! Any other client (no elicitation capability, JSON only, Claude's API connector) gets the operator flow
 //! ([`super::hold`]). Every step is an audit record with `via` (`elicitation` | `input_required`): the
@@ -29,12 +30,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use http::{HeaderValue, Response, StatusCode, header};
-use http_body_util::BodyExt;
+use http::{Response, StatusCode};
 use serde_json::{Value, json};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
-use super::hold::{self, ChannelBody, Held};
+use super::hold::{self, Held};
 use super::state::{self, Binding, State, StateError, StateKey};
 use super::store::Millis;
 use super::{Approvals, now_ms, rfc3339};
@@ -79,10 +79,11 @@ pub struct Confirmation {
     pub via: Via,
 }
 
-/// Proof that the caller confirmed this call. Private field: only this module makes one.
+/// Proof that the caller confirmed this call. Its field is private to `approvals` (made only here and in
+/// [`super::elicit`], once the caller's answer verified).
 #[derive(Debug)]
 pub struct Confirmed {
-    confirmation: Confirmation,
+    pub(super) confirmation: Confirmation,
 }
 
 impl Confirmed {
@@ -93,7 +94,7 @@ impl Confirmed {
 
 /// What the caller answered.
 #[derive(Debug, Clone, PartialEq)]
-enum Answer {
+pub(super) enum Answer {
     Confirmed,
     /// Declined, cancelled, or accepted without `confirm: true`.
     Declined(String),
@@ -101,7 +102,7 @@ enum Answer {
 
 impl Answer {
     /// Reads an `ElicitResult` (or a JSON-RPC error in its place).
-    fn of(result: Result<&Value, &Value>) -> Answer {
+    pub(super) fn of(result: Result<&Value, &Value>) -> Answer {
         let Ok(r) = result else {
             return Answer::Declined("the client answered with an error".into());
         };
@@ -124,21 +125,21 @@ struct Session {
 }
 
 #[derive(Debug)]
-struct Waiting {
-    session: String,
-    principal: Option<String>,
-    answer: oneshot::Sender<Answer>,
+pub(super) struct Waiting {
+    pub(super) session: String,
+    pub(super) principal: Option<String>,
+    pub(super) answer: oneshot::Sender<Answer>,
 }
 
 /// The caller-confirmation side of the workflow (inside [`Approvals`], process-wide).
 #[derive(Debug)]
 pub struct CallerConfirm {
-    settings: CallerConfirmation,
+    pub(super) settings: CallerConfirmation,
     key: StateKey,
     /// Legacy sessions whose client declared elicitation at `initialize`.
     sessions: Mutex<HashMap<String, Session>>,
     /// Legacy: elicitations sent, by JSON-RPC id, waiting for the client's answer.
-    waiting: Mutex<HashMap<String, Waiting>>,
+    pub(super) waiting: Mutex<HashMap<String, Waiting>>,
     /// 2026-07-28: confirmation ids already used, until their state expires (single use).
     used: Mutex<HashMap<String, Millis>>,
 }
@@ -211,7 +212,7 @@ pub fn declares_elicitation(inbound: &Inbound) -> bool {
 }
 
 /// A new confirmation id: `cnf_` + 12 base32 characters.
-fn new_id() -> String {
+pub(super) fn new_id() -> String {
     format!("cnf_{}", &super::new_id()[4..])
 }
 
@@ -222,16 +223,16 @@ fn args_digest(args: &Value) -> String {
 }
 
 /// The audit record of one step of a confirmation.
-struct Step<'a> {
-    id: &'a str,
-    ctx: &'a RequestCtx,
-    tool: &'a str,
-    args_digest: &'a str,
-    via: Via,
+pub(super) struct Step<'a> {
+    pub(super) id: &'a str,
+    pub(super) ctx: &'a RequestCtx,
+    pub(super) tool: &'a str,
+    pub(super) args_digest: &'a str,
+    pub(super) via: Via,
 }
 
 impl Step<'_> {
-    fn record(&self, event: ApprovalEvent) -> ApprovalRecord {
+    pub(super) fn record(&self, event: ApprovalEvent) -> ApprovalRecord {
         ApprovalRecord {
             event,
             approval_id: self.id.to_owned(),
@@ -253,7 +254,7 @@ impl Step<'_> {
         }
     }
 
-    fn decided(&self, event: ApprovalEvent, comment: Option<String>) -> ApprovalRecord {
+    pub(super) fn decided(&self, event: ApprovalEvent, comment: Option<String>) -> ApprovalRecord {
         let mut r = self.record(event);
         r.approver = Some(super::principal(self.ctx).unwrap_or_else(|| "caller".into()));
         r.comment = comment;
@@ -288,7 +289,7 @@ pub async fn before_policy(
     } = msg
         && id.starts_with(ELICIT_ID_PREFIX)
     {
-        take_answer(caller, ctx, id, result.as_ref());
+        super::elicit::take_answer(caller, ctx, id, result.as_ref());
         let mut resp = Response::new(reply::full(Bytes::new()));
         *resp.status_mut() = StatusCode::ACCEPTED;
         return Ok(Before::Answered(resp));
@@ -448,37 +449,12 @@ async fn refuse_state(
     Ok(Before::Answered(reply::policy_answer(ctx, &refused)))
 }
 
-fn declined_text(ctx: &RequestCtx, id: &str, how: &str) -> String {
+pub(super) fn declined_text(ctx: &RequestCtx, id: &str, how: &str) -> String {
     format!(
         "The user {how} this call (confirmation {id}); it was not executed. Do not retry it unless the user asks. \
          Gateway request id: {}.",
         ctx.id_str()
     )
-}
-
-/// Legacy: hands the client's answer to the call waiting for it (same session and caller only).
-fn take_answer(caller: &CallerConfirm, ctx: &RequestCtx, id: &str, result: Result<&Value, &Value>) {
-    let mut waiting = caller.waiting.lock().expect("waiting lock");
-    let principal = super::principal(ctx);
-    match waiting.get(id) {
-        Some(w)
-            if Some(w.session.as_str()) == ctx.session_id.as_deref()
-                && w.principal == principal =>
-        {
-            let w = waiting.remove(id).expect("present");
-            let _ = w.answer.send(Answer::of(result));
-        }
-        Some(_) => tracing::warn!(
-            request_id = ctx.id_str(),
-            elicitation = id,
-            "an answer to a gateway elicitation came from another session or caller; ignored"
-        ),
-        None => tracing::info!(
-            request_id = ctx.id_str(),
-            elicitation = id,
-            "an answer to a gateway elicitation nobody waits for (answered late?); ignored"
-        ),
-    }
 }
 
 /// How the caller can be asked to confirm `call`, if they can: the route and tool are covered, and the
@@ -511,7 +487,12 @@ pub fn can_ask(
 }
 
 /// The `elicitation/create` params asking the user to confirm `call`.
-fn elicitation(call: &hold::Call, redaction: &Redaction, args: &Value, modern: bool) -> Value {
+pub(super) fn elicitation(
+    call: &hold::Call,
+    redaction: &Redaction,
+    args: &Value,
+    modern: bool,
+) -> Value {
     let shown = match redaction.apply(Some(call.key.tool.as_str()), Some(args)) {
         Arguments::Full(v) => {
             let mut s = v.to_string();
@@ -610,7 +591,7 @@ pub async fn ask_modern(
 
 /// The first records of a confirmation: the `require_approval` decision naming it, `approval_requested`.
 #[allow(clippy::too_many_arguments)]
-async fn requested(
+pub(super) async fn requested(
     approvals: &Approvals,
     ctx: &RequestCtx,
     redaction: &Redaction,
@@ -642,7 +623,7 @@ async fn requested(
 }
 
 /// Lets a confirmed call through: `approval_grant_used`, then the normal audit stage → forward path.
-async fn release(
+pub(super) async fn release(
     held: Held,
     ctx: &mut RequestCtx,
     confirmed: Confirmed,
@@ -682,163 +663,6 @@ pub async fn release_retry(
         return hold::respond(held, ctx).await;
     }
     release(held, ctx, confirmed).await
-}
-
-/// Legacy: answers the call with an SSE stream that asks the caller first (see module docs).
-pub async fn ask_legacy(held: Held, ctx: &mut RequestCtx) -> Result<Response<Body>, GatewayError> {
-    let Some(caller) = held.approvals.caller() else {
-        return hold::respond(held, ctx).await;
-    };
-    let id = new_id();
-    let rpc_id = format!("{ELICIT_ID_PREFIX}{id}");
-    let expire = caller.settings.expire;
-    let exp = now_ms() + expire.as_millis() as Millis;
-    let route = &held.gw.routes()[held.route];
-    let args = held
-        .refused
-        .inbound
-        .single_message()
-        .and_then(|m| m.params())
-        .and_then(|p| p.get("arguments"))
-        .cloned()
-        .unwrap_or(json!({}));
-    let request = json!({"jsonrpc": "2.0", "id": rpc_id, "method": "elicitation/create",
-                         "params": elicitation(&held.call, &route.redaction, &args, false)});
-    requested(
-        &held.approvals,
-        ctx,
-        &route.redaction,
-        &held.refused,
-        &held.call,
-        &id,
-        exp,
-        Via::Elicitation,
-    )
-    .await?;
-    let (answer_tx, answer_rx) = oneshot::channel();
-    caller.waiting.lock().expect("waiting lock").insert(
-        rpc_id.clone(),
-        Waiting {
-            session: ctx.session_id.clone().unwrap_or_default(),
-            principal: held.call.key.principal.clone(),
-            answer: answer_tx,
-        },
-    );
-    tracing::info!(request_id = ctx.id_str(), confirmation = %id, tool = %held.call.key.tool, "caller asked to confirm (elicitation)");
-    let (tx, rx) = mpsc::channel::<Bytes>(8);
-    let mut task_ctx = ctx.clone();
-    tokio::spawn(async move {
-        let approvals = held.approvals.clone();
-        let gw = held.gw.clone();
-        let keepalive = approvals.settings().keepalive;
-        let (tool, digest) = (
-            held.call.key.tool.clone(),
-            held.call.key.args_digest.clone(),
-        );
-        let forget = || {
-            if let Some(c) = approvals.caller() {
-                c.waiting.lock().expect("waiting lock").remove(&rpc_id);
-            }
-        };
-        if tx
-            .send(Bytes::from(hold::sse_event(&request)))
-            .await
-            .is_err()
-        {
-            forget();
-            return;
-        }
-        let step = Step {
-            id: &id,
-            ctx: &task_ctx,
-            tool: &tool,
-            args_digest: &digest,
-            via: Via::Elicitation,
-        };
-        let mut notified = step.record(ApprovalEvent::Notified);
-        notified.delivered = Some(true);
-        approvals.audit_later(notified);
-        let answer = {
-            let deadline = tokio::time::sleep(expire);
-            tokio::pin!(deadline, answer_rx);
-            let mut tick =
-                tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
-            loop {
-                tokio::select! {
-                    a = &mut answer_rx => break a.ok(),
-                    () = &mut deadline => break None,
-                    _ = tick.tick() => {
-                        // The client closed the stream: the call is cancelled.
-                        if tx.send(Bytes::from(format!(": waiting for confirmation {id}\n\n"))).await.is_err() {
-                            forget();
-                            approvals.audit_later(step.decided(ApprovalEvent::Denied, Some("the client closed the stream".into())));
-                            return;
-                        }
-                    }
-                }
-            }
-        };
-        let result = match answer {
-            None => {
-                forget();
-                approvals.audit_later(step.record(ApprovalEvent::Expired));
-                Ok(reply::tool_error(
-                    &task_ctx,
-                    false,
-                    &format!(
-                        "Confirmation {id} was not answered within {}s; the call was not executed. Calling again asks again. \
-                         Gateway request id: {}.",
-                        expire.as_secs(),
-                        task_ctx.id_str()
-                    ),
-                ))
-            }
-            Some(Answer::Declined(how)) => {
-                tracing::info!(request_id = task_ctx.id_str(), confirmation = %id, "the caller {how} the call");
-                match approvals
-                    .audit(step.decided(ApprovalEvent::Denied, Some(how.clone())))
-                    .await
-                {
-                    Ok(()) => Ok(reply::tool_error(
-                        &task_ctx,
-                        false,
-                        &declined_text(&task_ctx, &id, &how),
-                    )),
-                    Err(e) => Err(e.into()),
-                }
-            }
-            Some(Answer::Confirmed) => {
-                let approved = approvals
-                    .audit(step.decided(ApprovalEvent::Approved, None))
-                    .await;
-                let confirmed = Confirmed {
-                    confirmation: Confirmation {
-                        id: id.clone(),
-                        by: held.call.key.principal.clone(),
-                        via: Via::Elicitation,
-                    },
-                };
-                match approved {
-                    Ok(()) => release(held, &mut task_ctx, confirmed).await,
-                    Err(e) => Err(e.into()),
-                }
-            }
-        };
-        let resp = match result {
-            Ok(resp) => resp,
-            Err(err) => crate::pipeline::error_response(&gw, &task_ctx, err),
-        };
-        hold::relay(resp, tx).await;
-    });
-    let mut resp = Response::new(ChannelBody(rx).boxed());
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    Ok(resp)
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@
 
 pub mod api;
 pub mod caller;
+pub mod elicit;
 pub mod hold;
 pub mod notify;
 pub mod page;
