@@ -167,21 +167,23 @@ def test_without_caller_confirmation_an_eliciting_client_still_gets_the_operator
 # ------------------------------------------------------------------------------- raw 2026-07-28 requestState
 
 
-def raw_call(gw, certs, args: dict, extra: dict | None = None, rid: int = 1) -> dict:
+def raw_call(gw, certs, args: dict, extra: dict | None = None, rid: int = 1, whole: bool = False) -> dict:
     body = {"jsonrpc": "2.0", "id": rid, "method": "tools/call", "params": {
         "name": "delete_customer", "arguments": args, **(extra or {}),
         "_meta": {"io.modelcontextprotocol/protocolVersion": MODERN,
                   "io.modelcontextprotocol/clientCapabilities": {"elicitation": {"form": {}}}}}}
     headers = {"MCP-Protocol-Version": MODERN, "Mcp-Method": "tools/call", "Mcp-Name": "delete_customer"}
     resp = anyio.run(lambda: raw_post(gw.url("crm"), certs.ca_file, body, headers=headers))
+    if whole:  # the upstream's own answer, whatever its status
+        return {"status": resp.status, **resp.json()}
     assert resp.status == 200, (resp.status, resp.text)
     [msg] = sse_or_json_messages(resp)
     return msg["result"]
 
 
-def retry(gw, certs, args, state, action="accept", confirm_value=True):
+def retry(gw, certs, args, state, action="accept", confirm_value=True, whole=False):
     answer = {"action": action, "content": {"confirm": confirm_value}} if action == "accept" else {"action": action}
-    return raw_call(gw, certs, args, {"requestState": state, "inputResponses": {KEY: answer}}, rid=2)
+    return raw_call(gw, certs, args, {"requestState": state, "inputResponses": {KEY: answer}}, rid=2, whole=whole)
 
 
 def tamper(state: str) -> str:
@@ -218,6 +220,22 @@ def test_tampered_replayed_and_retargeted_request_state_is_refused(stack, certs,
     state = raw_call(gw, certs, {"id": "c-53"})["requestState"]
     unconfirmed = retry(gw, certs, {"id": "c-53"}, state, confirm_value=False)
     assert unconfirmed["isError"] is True and "did not confirm" in unconfirmed["content"][0]["text"], unconfirmed
+    assert [r["rpc_id"] for r in forwarded_calls(up, "delete_customer")] == [2]
+
+
+def test_an_upstream_request_state_the_call_carried_rides_inside_and_is_restored(stack, certs, policy_dir):
+    """A call that is itself the retry of an upstream `input_required` (it carries the upstream's requestState
+    and inputResponses): the gateway's question replaces them on the wire, its state carries them, and the
+    confirmed retry reaches the upstream with them restored — MCPServer then checks its own state (this one is
+    made up, so it refuses it: proof that it arrived) and never sees the gateway's."""
+    up, gw, _ = start(stack, certs, policy_dir)
+    carried = {"requestState": "upstream-opaque-1", "inputResponses": {"q1": {"action": "accept", "content": {}}}}
+    first = raw_call(gw, certs, {"id": "c-70"}, carried)
+    assert first["resultType"] == "input_required" and list(first["inputRequests"]) == [KEY], first
+    assert first["requestState"].startswith("mcpgw1."), first
+    answered = retry(gw, certs, {"id": "c-70"}, first["requestState"], whole=True)
+    # MCPServer answers a state it cannot unseal with HTTP 400 (its choice; the gateway passes it through).
+    assert answered["status"] == 400 and answered["error"]["data"]["reason"] == "invalid_request_state", answered
     assert [r["rpc_id"] for r in forwarded_calls(up, "delete_customer")] == [2]
 
 
