@@ -273,6 +273,10 @@ async fn run(
             }
             match caller::before_policy(approvals, c, ctx, &route.redaction, inbound).await? {
                 Before::Answered(resp) => return Ok(resp),
+                Before::Refused(resp) => {
+                    ctx.decision = Some("deny");
+                    return Ok(resp);
+                }
                 Before::Continue(inbound, c) => {
                     confirmed = c;
                     inbound

@@ -267,8 +267,10 @@ pub enum Before {
     /// Go on to the policy chain with this (possibly stripped) request, and a confirmation when it is the
     /// confirmed retry of a call the gateway asked about.
     Continue(Inbound, Option<Confirmed>),
-    /// Answered here (the client's answer to a gateway elicitation, or a refused confirmation).
+    /// Answered here: the client's answer to a gateway elicitation (202), or a confirmation that did not let
+    /// the call through (`Refused`: declined, expired or invalid; a 200 `isError` result).
     Answered(Response<Body>),
+    Refused(Response<Body>),
 }
 
 /// Catches, before the policy chain, what belongs to the gateway: a legacy client's answer to a gateway
@@ -346,7 +348,7 @@ pub async fn before_policy(
                 .audit(step.decided(ApprovalEvent::Denied, Some(how.clone())))
                 .await?;
             tracing::info!(request_id = ctx.id_str(), confirmation = %st.id, tool, "the caller {how} the call");
-            Ok(Before::Answered(reply::tool_error(
+            Ok(Before::Refused(reply::tool_error(
                 ctx,
                 true,
                 &declined_text(ctx, &st.id, &how),
@@ -426,7 +428,7 @@ async fn refuse_state(
             via: Via::InputRequired,
         };
         approvals.audit(step.record(ApprovalEvent::Expired)).await?;
-        return Ok(Before::Answered(reply::tool_error(
+        return Ok(Before::Refused(reply::tool_error(
             ctx,
             true,
             &format!(
@@ -446,7 +448,7 @@ async fn refuse_state(
         }],
     };
     approvals.auditor.refused(ctx, redaction, &refused);
-    Ok(Before::Answered(reply::policy_answer(ctx, &refused)))
+    Ok(Before::Refused(reply::policy_answer(ctx, &refused)))
 }
 
 pub(super) fn declined_text(ctx: &RequestCtx, id: &str, how: &str) -> String {
