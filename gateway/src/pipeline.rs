@@ -16,7 +16,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::approvals::Approvals;
-use crate::approvals::caller::{self, Before, Via};
+use crate::approvals::caller::{self, Before};
 use crate::approvals::hold;
 use crate::arguments;
 use crate::audit::stage::{Auditor, Recorded, Redaction};
@@ -314,21 +314,6 @@ async fn run(
             if let Some(approvals) = &gw.approvals
                 && let Some(call) = hold::Call::of(&refused, ctx, &route.redaction)
             {
-                // The caller confirms it themselves when allowed and able (approvals/caller.rs).
-                let ask = approvals
-                    .caller()
-                    .and_then(|c| Some((c, caller::can_ask(c, ctx, &parts, &refused, &call)?)));
-                if let (None, Some((c, Via::InputRequired))) = (&confirmed, ask) {
-                    return caller::ask_modern(
-                        approvals,
-                        c,
-                        ctx,
-                        &route.redaction,
-                        &refused,
-                        &call,
-                    )
-                    .await;
-                }
                 let held = hold::Held {
                     gw: gw.clone(),
                     approvals: approvals.clone(),
@@ -338,13 +323,8 @@ async fn run(
                     refused,
                     call,
                 };
-                return match (confirmed, ask) {
-                    (Some(confirmed), _) => caller::release_retry(held, ctx, confirmed).await,
-                    (None, Some((_, Via::Elicitation))) => {
-                        crate::approvals::elicit::ask_legacy(held, ctx).await
-                    }
-                    _ => hold::respond(held, ctx).await,
-                };
+                // The caller confirms it in the protocol when allowed and able, else operators approve it.
+                return caller::respond(held, ctx, confirmed).await;
             }
             telemetry::policy_refusal(ctx, &refused);
             gw.auditor.refused(ctx, &route.redaction, &refused);

@@ -462,7 +462,7 @@ pub(super) fn declined_text(ctx: &RequestCtx, id: &str, how: &str) -> String {
 /// How the caller can be asked to confirm `call`, if they can: the route and tool are covered, and the
 /// client declared elicitation (2026-07-28: in this request's `_meta`; legacy: at `initialize` of this
 /// session, and it accepts SSE).
-pub fn can_ask(
+fn can_ask(
     caller: &CallerConfirm,
     ctx: &RequestCtx,
     parts: &http::request::Parts,
@@ -533,7 +533,7 @@ pub(super) fn elicitation(
 }
 
 /// 2026-07-28: answers the call with `input_required` (see module docs).
-pub async fn ask_modern(
+async fn ask_modern(
     approvals: &Approvals,
     caller: &CallerConfirm,
     ctx: &RequestCtx,
@@ -651,8 +651,41 @@ pub(super) async fn release(
     }
 }
 
+/// Answers a single `tools/call` the chain sent for approval (the pipeline's one entry here): a confirmed
+/// 2026-07-28 retry is let through; a caller who may and can confirm is asked (2026-07-28: `input_required`;
+/// legacy: [`super::elicit`]); anything else goes to the operators ([`hold`]).
+pub async fn respond(
+    held: Held,
+    ctx: &mut RequestCtx,
+    confirmed: Option<Confirmed>,
+) -> Result<Response<Body>, GatewayError> {
+    if let Some(confirmed) = confirmed {
+        return release_retry(held, ctx, confirmed).await;
+    }
+    let via = held
+        .approvals
+        .caller()
+        .and_then(|c| can_ask(c, ctx, &held.parts, &held.refused, &held.call));
+    match (via, held.approvals.caller()) {
+        (Some(Via::InputRequired), Some(c)) => {
+            let redaction = &held.gw.routes()[held.route].redaction;
+            ask_modern(
+                &held.approvals,
+                c,
+                ctx,
+                redaction,
+                &held.refused,
+                &held.call,
+            )
+            .await
+        }
+        (Some(Via::Elicitation), _) => super::elicit::ask_legacy(held, ctx).await,
+        _ => hold::respond(held, ctx).await,
+    }
+}
+
 /// 2026-07-28: the confirmed retry reached a `RequireApproval` again — let it through.
-pub async fn release_retry(
+async fn release_retry(
     held: Held,
     ctx: &mut RequestCtx,
     confirmed: Confirmed,
