@@ -18,6 +18,7 @@ import base64
 import hashlib
 import json
 import subprocess
+import time
 
 import anyio
 import pytest
@@ -33,7 +34,7 @@ ERAS = [MODERN, "legacy"]
 KEY = "mcp-gateway/confirm"
 
 
-def start(stack, certs, policy_dir, wait: str = "20s", confirm: bool = True):
+def start(stack, certs, policy_dir, wait: str = "20s", confirm: bool = True, expire: str = "60s"):
     up = stack.upstream("v2")
     mods = {"guard": module(policy_dir, "mutation_guard", {"require_approval": ["delete_*"]})}
     port, admin = free_port(), free_port()
@@ -42,7 +43,7 @@ def start(stack, certs, policy_dir, wait: str = "20s", confirm: bool = True):
     approvals = {"db": str(stack.dir / "approvals.db"), "wait": wait, "keepalive": "1s",
                  "approvers": [{"name": "bob", "token_sha256": hashlib.sha256(BOB.encode()).hexdigest()}]}
     if confirm:
-        approvals["caller_confirmation"] = {"tools": ["delete_*"], "expire": "60s"}
+        approvals["caller_confirmation"] = {"tools": ["delete_*"], "expire": expire}
     text += f'admin: {{listen: "127.0.0.1:{admin}"}}\n'
     text += "approvals: " + json.dumps(approvals) + "\n"
     gw = stack.gateway(config_text=text, port=port)
@@ -237,6 +238,18 @@ def test_an_upstream_request_state_the_call_carried_rides_inside_and_is_restored
     # MCPServer answers a state it cannot unseal with HTTP 400 (its choice; the gateway passes it through).
     assert answered["status"] == 400 and answered["error"]["data"]["reason"] == "invalid_request_state", answered
     assert [r["rpc_id"] for r in forwarded_calls(up, "delete_customer")] == [2]
+
+
+def test_an_expired_request_state_is_refused_and_recorded(stack, certs, policy_dir):
+    up, gw, _ = start(stack, certs, policy_dir, expire="1s")
+    first = raw_call(gw, certs, {"id": "c-80"})
+    time.sleep(1.3)
+    late = retry(gw, certs, {"id": "c-80"}, first["requestState"])
+    assert late["isError"] is True and "expired" in late["content"][0]["text"], late
+    assert forwarded_calls(up, "delete_customer") == []
+    [cnf] = confirmation_ids(stack.audit_dir)
+    assert [s[0] for s in steps(stack.audit_dir, cnf)] == [
+        "decision", "approval_requested", "approval_notified", "approval_expired"]
 
 
 # ------------------------------------------------------------------------------- legacy, mcp 1.30.0 client
