@@ -16,6 +16,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::approvals::Approvals;
+use crate::approvals::caller::{self, Before};
 use crate::approvals::hold;
 use crate::arguments;
 use crate::audit::outcome::Outcome;
@@ -263,6 +264,29 @@ async fn run(
     };
     ctx.note(&parts.headers, &inbound);
 
+    // Caller confirmation (approvals/caller.rs): a legacy client's answer to the gateway's own elicitation,
+    // and the 2026-07-28 retry of a call the gateway asked the caller to confirm, belong to the gateway.
+    let mut confirmed = None;
+    let inbound = match gw.approvals.as_ref().and_then(|a| Some((a, a.caller()?))) {
+        Some((approvals, c)) => {
+            if let (mcp::Inbound::EndSession, Some(s)) = (&inbound, &ctx.session_id) {
+                c.forget_session(s);
+            }
+            match caller::before_policy(approvals, c, ctx, &route.redaction, inbound).await? {
+                Before::Answered(resp) => return Ok(resp),
+                Before::Refused(resp) => {
+                    ctx.decision = Some("deny");
+                    return Ok(resp);
+                }
+                Before::Continue(inbound, c) => {
+                    confirmed = c;
+                    inbound
+                }
+            }
+        }
+        None => inbound,
+    };
+
     // Catalogue and argument validation, on routes whose config has a `policies:` block.
     if route.policy.is_configured() {
         learn_called_tool(route, ctx, &addrs, &parts, &inbound).await;
@@ -300,7 +324,8 @@ async fn run(
                     refused,
                     call,
                 };
-                return hold::respond(held, ctx).await;
+                // The caller confirms it in the protocol when allowed and able, else operators approve it.
+                return caller::respond(held, ctx, confirmed).await;
             }
             telemetry::policy_refusal(ctx, &refused);
             gw.auditor.refused(ctx, &route.redaction, &refused);
@@ -352,6 +377,12 @@ pub(crate) async fn forward(
         start: ctx.start,
         tool_call: permitted.inbound().single_request_method() == Some("tools/call"),
     });
+    // A legacy client declaring elicitation at `initialize`: its session is remembered (caller confirmation).
+    let elicits = gw
+        .approvals
+        .as_ref()
+        .and_then(|a| a.caller())
+        .filter(|_| caller::declares_elicitation(permitted.inbound()));
     // Audit: the decision is durable before anything is forwarded; if it cannot be written, nothing is.
     let recorded: Recorded = gw.auditor.record(ctx, &route.redaction, permitted).await?;
     let sent = Instant::now();
@@ -359,6 +390,14 @@ pub(crate) async fn forward(
     route.stats.upstream(&resp, sent.elapsed());
     let resp = resp?;
     ctx.upstream_status = Some(resp.status().as_u16());
+    if let Some(c) = elicits
+        && let Some(session) = resp
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+    {
+        c.remember_session(session, crate::approvals::principal(ctx));
+    }
     let resp = match session.filter(|_| list.is_some() || crate::filter::is_sse(&resp)) {
         None => resp.map(|b| b.boxed()),
         Some((headers, path)) => {

@@ -336,6 +336,41 @@ pub fn invalid_arguments(
     )
 }
 
+/// A gateway-made `tools/call` result with `isError: true` and `text` (HTTP 200).
+pub fn tool_error(ctx: &RequestCtx, modern: bool, text: &str) -> Response<Body> {
+    let mut result = json!({"content": [{"type": "text", "text": text}], "isError": true});
+    if modern {
+        result["resultType"] = json!("complete");
+    }
+    let rpc_id = ctx
+        .rpc_id
+        .as_ref()
+        .map(|i| i.to_value())
+        .unwrap_or(Value::Null);
+    json_response(
+        StatusCode::OK,
+        &json!({"jsonrpc": "2.0", "id": rpc_id, "result": result}),
+    )
+}
+
+/// A 2026-07-28 `input_required` result: the client fulfils `request` (under `key`) and retries the call
+/// with the answer and `state` (caller confirmation, `approvals/caller.rs`).
+pub fn input_required(ctx: &RequestCtx, key: &str, request: Value, state: &str) -> Response<Body> {
+    let rpc_id = ctx
+        .rpc_id
+        .as_ref()
+        .map(|i| i.to_value())
+        .unwrap_or(Value::Null);
+    json_response(
+        StatusCode::OK,
+        &json!({"jsonrpc": "2.0", "id": rpc_id, "result": {
+            "resultType": "input_required",
+            "inputRequests": {key: request},
+            "requestState": state,
+        }}),
+    )
+}
+
 fn rpc_error(id: Value, code: i64, message: &str, data: Value) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message, "data": data}})
 }

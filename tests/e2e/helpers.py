@@ -43,12 +43,13 @@ def pinned(ca_file: Path, **kw) -> httpx2.AsyncClient:
 
 
 @asynccontextmanager
-async def mcp_session(url: str, ca_file: Path, mode: str, on_response=None):
-    """`mcp.Client` connected through the gateway. `on_response(httpx2.Response)` sees every HTTP response."""
+async def mcp_session(url: str, ca_file: Path, mode: str, on_response=None, **client_kw):
+    """`mcp.Client` connected through the gateway. `on_response(httpx2.Response)` sees every HTTP response;
+    `client_kw` goes to `mcp.Client` (e.g. `elicitation_callback=`)."""
     hooks = {"response": [on_response]} if on_response else {}
     async with pinned(ca_file, event_hooks=hooks) as http:
         async with Client(streamable_http_client(url, http_client=http), mode=mode,
-                          read_timeout_seconds=30) as client:
+                          read_timeout_seconds=30, **client_kw) as client:
             yield client
 
 

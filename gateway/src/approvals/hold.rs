@@ -247,14 +247,7 @@ pub struct Held {
 
 /// Answers a call that needs approval (see the module docs).
 pub async fn respond(held: Held, ctx: &mut RequestCtx) -> Result<Response<Body>, GatewayError> {
-    let wants_sse = held
-        .parts
-        .headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.contains("text/event-stream"));
-    if !wants_sse {
+    if !wants_sse(&held.parts) {
         return run(held, ctx).await;
     }
     let (tx, rx) = mpsc::channel::<Bytes>(8);
@@ -340,14 +333,24 @@ async fn run(held: Held, ctx: &mut RequestCtx) -> Result<Response<Body>, Gateway
     }
 }
 
+/// Whether the client accepts an SSE answer.
+pub(super) fn wants_sse(parts: &http::request::Parts) -> bool {
+    parts
+        .headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("text/event-stream"))
+}
+
 /// One SSE `message` event carrying `v`.
-fn sse_event(v: &Value) -> String {
+pub(super) fn sse_event(v: &Value) -> String {
     format!("event: message\ndata: {v}\n\n")
 }
 
 /// Sends the final answer down the held stream: an upstream SSE stream frame by frame, anything else (a
 /// JSON answer, a gateway answer) as one `message` event.
-async fn relay(resp: Response<Body>, tx: mpsc::Sender<Bytes>) {
+pub(super) async fn relay(resp: Response<Body>, tx: mpsc::Sender<Bytes>) {
     let is_sse = resp
         .headers()
         .get(header::CONTENT_TYPE)
@@ -380,7 +383,7 @@ async fn relay(resp: Response<Body>, tx: mpsc::Sender<Bytes>) {
 }
 
 /// The held stream's body: whatever the holding task sends, until it drops its sender.
-struct ChannelBody(mpsc::Receiver<Bytes>);
+pub(super) struct ChannelBody(pub(super) mpsc::Receiver<Bytes>);
 
 impl hyper::body::Body for ChannelBody {
     type Data = Bytes;

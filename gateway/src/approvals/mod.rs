@@ -16,11 +16,14 @@
 //! is the only way to turn a `Refused` into a `Permitted` ([`crate::policy::Permitted::by_approval`]).
 
 pub mod api;
+pub mod caller;
+pub mod elicit;
 pub mod hold;
 pub mod notify;
 pub mod page;
 pub mod postgres;
 pub mod sqlite;
+pub mod state;
 pub mod store;
 
 use std::sync::Arc;
@@ -60,6 +63,8 @@ pub struct Approvals {
     /// Woken whenever this process decides a request, and — with a store that pushes (PostgreSQL) — whenever
     /// any replica does; held calls also poll the store.
     decided: Arc<Notify>,
+    /// Caller confirmation (`approvals.caller_confirmation`); `None`: operators approve everything.
+    caller: Option<caller::CallerConfirm>,
 }
 
 impl Approvals {
@@ -72,20 +77,34 @@ impl Approvals {
             StoreSettings::Sqlite(path) => Arc::new(sqlite::SqliteStore::open(path)?),
             StoreSettings::Postgres(pg) => Arc::new(postgres::PostgresStore::open(pg).await?),
         };
-        Ok(Self::with_store(settings, store, auditor))
+        Self::with_store(settings, store, auditor)
     }
 
+    /// The workflow over `store` (fails only when no random `requestState` key can be made).
     pub fn with_store(
         settings: &ApprovalSettings,
         store: Arc<dyn ApprovalStore>,
         auditor: Auditor,
-    ) -> Arc<Approvals> {
-        Arc::new(Approvals {
+    ) -> Result<Arc<Approvals>, StoreError> {
+        let caller = match &settings.caller_confirmation {
+            Some(c) => Some(
+                caller::CallerConfirm::new(c)
+                    .map_err(|e| StoreError::Backend(e.to_string().into()))?,
+            ),
+            None => None,
+        };
+        Ok(Arc::new(Approvals {
             settings: settings.clone(),
             decided: store.decisions().unwrap_or_default(),
             store,
             auditor,
-        })
+            caller,
+        }))
+    }
+
+    /// Caller confirmation, when configured.
+    pub fn caller(&self) -> Option<&caller::CallerConfirm> {
+        self.caller.as_ref()
     }
 
     pub fn settings(&self) -> &ApprovalSettings {
@@ -213,6 +232,7 @@ fn record(event: ApprovalEvent, a: &Approval, request_id: Option<&str>) -> Appro
         delivered: None,
         attempts: None,
         error: None,
+        via: None,
     }
 }
 

@@ -278,6 +278,10 @@ pub struct ApprovalRecord {
     pub attempts: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Caller confirmation: how the caller was asked (`elicitation` on a legacy SSE stream, or
+    /// `input_required` in 2026-07-28); absent for operator approvals.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
 }
 
 impl ApprovalRecord {

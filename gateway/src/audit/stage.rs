@@ -83,7 +83,7 @@ impl Redaction {
 }
 
 /// `*` any run, `?` one character, otherwise exact.
-fn glob_match(pattern: &str, name: &str) -> bool {
+pub(crate) fn glob_match(pattern: &str, name: &str) -> bool {
     fn go(p: &[u8], n: &[u8]) -> bool {
         match (p.first(), n.first()) {
             (None, None) => true,
@@ -147,6 +147,22 @@ impl Auditor {
                     r.reason.as_deref().unwrap_or("policy")
                 ));
                 r.approval_id = Some(a.id.clone());
+            }
+        }
+        if let Some(c) = permitted.confirmation() {
+            for r in records
+                .iter_mut()
+                .filter(|r| r.decision == Decision::RequireApproval)
+            {
+                r.decision = Decision::Allow;
+                r.reason = Some(format!(
+                    "allowed by the caller's confirmation {} (confirmed by {} via {}); asked by {}",
+                    c.id,
+                    c.by.as_deref().unwrap_or("the caller"),
+                    c.via.as_str(),
+                    r.reason.as_deref().unwrap_or("policy")
+                ));
+                r.approval_id = Some(c.id.clone());
             }
         }
         let mut seq = None;

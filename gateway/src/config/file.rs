@@ -67,6 +67,26 @@ pub struct FileApprovals {
     /// Who may approve, each with a bearer token (given as its SHA-256, or in a file).
     #[serde(default)]
     pub approvers: Vec<FileApprover>,
+    /// Optional: let the caller confirm some calls themselves, in the protocol (elicitation /
+    /// `input_required`), when their client can. Absent: every approval goes to the operators.
+    pub caller_confirmation: Option<FileCallerConfirmation>,
+}
+
+/// `approvals.caller_confirmation:` — which calls the caller may confirm themselves.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileCallerConfirmation {
+    /// Tool name globs (`*`, `?`) whose "require approval" the caller may satisfy. Required, non-empty.
+    #[serde(default)]
+    pub tools: Vec<String>,
+    /// Route keys where this applies. Default: every route.
+    pub routes: Option<Vec<String>>,
+    /// A file of at least 32 bytes: the HMAC key of `requestState` (2026-07-28). Default: a random key made
+    /// at start (states then do not survive a restart and are not accepted by other replicas).
+    pub secret_file: Option<String>,
+    /// How long a confirmation request stays answerable (legacy: how long the call waits for the answer;
+    /// 2026-07-28: lifetime of the `requestState`). Default `5m`.
+    pub expire: Option<String>,
 }
 
 /// `approvals.postgres:` — the shared approval database.

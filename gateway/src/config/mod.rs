@@ -55,6 +55,45 @@ pub struct ApprovalSettings {
     pub webhook: Option<Webhook>,
     /// Names are unique; so are tokens.
     pub approvers: Vec<Approver>,
+    /// `None`: every approval goes to the operators (the default).
+    pub caller_confirmation: Option<CallerConfirmation>,
+}
+
+/// The validated `approvals.caller_confirmation:` block: which `RequireApproval` calls the caller may
+/// confirm in the protocol (see [`crate::approvals::caller`]).
+#[derive(Clone, PartialEq, Eq)]
+pub struct CallerConfirmation {
+    /// Tool globs (non-empty).
+    pub tools: Vec<String>,
+    /// Route keys (checked against the routes); `None`: every route.
+    pub routes: Option<Vec<String>>,
+    /// The `requestState` HMAC key; `None`: made at random when the workflow opens.
+    pub secret: Option<Vec<u8>>,
+    pub expire: Duration,
+}
+
+impl CallerConfirmation {
+    /// Whether the caller may confirm `tool` on `route`.
+    pub fn covers(&self, route: &str, tool: &str) -> bool {
+        self.routes
+            .as_ref()
+            .is_none_or(|rs| rs.iter().any(|r| r == route))
+            && self
+                .tools
+                .iter()
+                .any(|g| crate::audit::stage::glob_match(g, tool))
+    }
+}
+
+impl std::fmt::Debug for CallerConfirmation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallerConfirmation")
+            .field("tools", &self.tools)
+            .field("routes", &self.routes)
+            .field("secret", &self.secret.as_ref().map(|_| "<from file>"))
+            .field("expire", &self.expire)
+            .finish()
+    }
 }
 
 /// The approval store: the embedded SQLite file (default) or a PostgreSQL database shared by replicas.

@@ -162,7 +162,7 @@ impl Validator<'_> {
         let audit = self.audit(f.audit.unwrap_or_default())?;
         let admin = self.admin(f.admin.unwrap_or_default())?;
         let approvals = match f.approvals {
-            Some(a) => Some(self.approvals(a, audit.as_ref())?),
+            Some(a) => Some(self.approvals(a, audit.as_ref(), &routes)?),
             None => None,
         };
         let identity = self.identity(f.identity, &mut routes, &require_written)?;

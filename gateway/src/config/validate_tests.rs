@@ -447,3 +447,62 @@ fn identity_mistakes_are_explained() {
     .unwrap_err();
     assert!(err.contains("did you mean `issuer`"), "{err}");
 }
+
+#[test]
+fn caller_confirmation_is_off_by_default_and_checked_when_on() {
+    let routes = "routes: {crm: http://10.0.0.1:80, docs: http://10.0.0.2:80}\n";
+    let c = load(&base(&format!("{routes}approvals: {{}}\n"))).unwrap();
+    assert_eq!(c.approvals.unwrap().caller_confirmation, None);
+
+    let c = load(&base(&format!(
+        "{routes}approvals: {{caller_confirmation: {{tools: [\"delete_*\"], routes: [crm]}}}}\n"
+    )))
+    .unwrap();
+    let cc = c.approvals.unwrap().caller_confirmation.unwrap();
+    assert_eq!(cc.expire, Duration::from_secs(300));
+    assert_eq!(cc.secret, None);
+    assert!(cc.covers("crm", "delete_customer"));
+    assert!(!cc.covers("docs", "delete_customer"));
+    assert!(!cc.covers("crm", "get_customer"));
+
+    for (block, want) in [
+        ("{}", "caller_confirmation.tools"),
+        ("{tools: [\"\"]}", "caller_confirmation.tools"),
+        (
+            "{tools: [x], routes: [nope]}",
+            "`nope` is not a configured route",
+        ),
+        ("{tools: [x], expire: 2h}", "between 1s and 1h"),
+        (
+            "{tools: [x], secret_file: /nonexistent/secret}",
+            "cannot read /nonexistent/secret",
+        ),
+    ] {
+        let e = load(&base(&format!(
+            "{routes}approvals: {{caller_confirmation: {block}}}\n"
+        )))
+        .unwrap_err();
+        assert!(e.contains(want), "{block}: {e}");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let short = dir.path().join("short");
+    std::fs::write(&short, b"too short").unwrap();
+    let e = load(&base(&format!(
+        "{routes}approvals: {{caller_confirmation: {{tools: [x], secret_file: {}}}}}\n",
+        short.display()
+    )))
+    .unwrap_err();
+    assert!(e.contains("at least 32"), "{e}");
+    let good = dir.path().join("good");
+    std::fs::write(&good, [7u8; 32]).unwrap();
+    let c = load(&base(&format!(
+        "{routes}approvals: {{caller_confirmation: {{tools: [x], secret_file: {}}}}}\n",
+        good.display()
+    )))
+    .unwrap();
+    assert_eq!(
+        c.approvals.unwrap().caller_confirmation.unwrap().secret,
+        Some(vec![7u8; 32])
+    );
+}

@@ -113,6 +113,8 @@ pub struct Permitted {
     verdicts: Vec<Verdict>,
     /// The approval that let a `RequireApproval` call through (see [`Permitted::by_approval`]).
     approval: Option<crate::approvals::store::Approval>,
+    /// The caller's own confirmation that let it through (see [`Permitted::by_confirmation`]).
+    confirmation: Option<crate::approvals::caller::Confirmation>,
 }
 
 impl Permitted {
@@ -137,7 +139,36 @@ impl Permitted {
             inbound: refused.inbound,
             verdicts: refused.verdicts,
             approval: Some(granted.approval().clone()),
+            confirmation: None,
         })
+    }
+
+    /// A call the chain sent for approval, let through because the caller confirmed it in the protocol.
+    /// Only possible with a [`crate::approvals::caller::Confirmed`] (private field, made only by
+    /// `approvals::caller` once the caller's answer verified), and only when the payload is one `tools/call`
+    /// whose outcome is `RequireApproval` (a deny or a hidden tool stays refused: `Err`).
+    pub fn by_confirmation(
+        refused: Refused,
+        confirmed: crate::approvals::caller::Confirmed,
+    ) -> Result<Permitted, Box<Refused>> {
+        let approvable = matches!(
+            refused.verdicts.as_slice(),
+            [v] if matches!(v.outcome, verdict::Outcome::RequireApproval { .. })
+        ) && refused.inbound.single_request_method() == Some("tools/call");
+        if !approvable {
+            return Err(Box::new(refused));
+        }
+        Ok(Permitted {
+            inbound: refused.inbound,
+            verdicts: refused.verdicts,
+            approval: None,
+            confirmation: Some(confirmed.confirmation().clone()),
+        })
+    }
+
+    /// The caller confirmation that let this request through, if any.
+    pub fn confirmation(&self) -> Option<&crate::approvals::caller::Confirmation> {
+        self.confirmation.as_ref()
     }
 
     /// The approval whose grant let this request through, if any.
@@ -213,6 +244,7 @@ impl PolicyChain {
             PolicyChain::Unconfigured => {
                 return Ok(Permitted {
                     approval: None,
+                    confirmation: None,
                     inbound,
                     verdicts: Vec::new(),
                 });
@@ -222,6 +254,7 @@ impl PolicyChain {
         let Inbound::Post { payload, .. } = &inbound else {
             return Ok(Permitted {
                 approval: None,
+                confirmation: None,
                 inbound,
                 verdicts: Vec::new(),
             });
@@ -236,6 +269,7 @@ impl PolicyChain {
                 inbound,
                 verdicts,
                 approval: None,
+                confirmation: None,
             });
         }
         let context = view::context(ctx);
@@ -256,6 +290,7 @@ impl PolicyChain {
                 inbound,
                 verdicts,
                 approval: None,
+                confirmation: None,
             })
         } else {
             Err(Refused { inbound, verdicts })

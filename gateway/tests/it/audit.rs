@@ -155,6 +155,7 @@ fn records_match_the_documented_schema() {
                 delivered: (i == 1).then_some(false),
                 attempts: (i == 1).then_some(5),
                 error: (i == 1).then(|| "connection refused".into()),
+                via: (i == 3).then(|| "elicitation".into()),
             }))
             .await
             .unwrap();

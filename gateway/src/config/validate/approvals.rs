@@ -6,10 +6,10 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use super::Validator;
-use crate::config::file::{FileApprovals, FilePostgres};
+use crate::config::file::{FileApprovals, FileCallerConfirmation, FilePostgres};
 use crate::config::{
-    ApprovalSettings, Approver, AuditSettings, ConfigError, DEFAULT_AUDIT_DIR, PostgresSettings,
-    StoreSettings, Webhook,
+    ApprovalSettings, Approver, AuditSettings, CallerConfirmation, ConfigError, DEFAULT_AUDIT_DIR,
+    PostgresSettings, RouteSpec, StoreSettings, Webhook,
 };
 
 impl Validator<'_> {
@@ -17,6 +17,7 @@ impl Validator<'_> {
         &self,
         a: FileApprovals,
         audit: Option<&AuditSettings>,
+        routes: &[RouteSpec],
     ) -> Result<ApprovalSettings, ConfigError> {
         let store = match (a.db, a.postgres) {
             (Some(_), Some(_)) => {
@@ -164,6 +165,10 @@ impl Validator<'_> {
             }
             approvers.push(Approver { name, token_sha256 });
         }
+        let caller_confirmation = match a.caller_confirmation {
+            Some(c) => Some(self.caller_confirmation(c, routes)?),
+            None => None,
+        };
         Ok(ApprovalSettings {
             store,
             wait,
@@ -174,6 +179,63 @@ impl Validator<'_> {
             poll_interval,
             webhook,
             approvers,
+            caller_confirmation,
+        })
+    }
+
+    fn caller_confirmation(
+        &self,
+        c: FileCallerConfirmation,
+        routes: &[RouteSpec],
+    ) -> Result<CallerConfirmation, ConfigError> {
+        const F: &str = "approvals.caller_confirmation";
+        if c.tools.is_empty() || c.tools.iter().any(|t| t.trim().is_empty()) {
+            return Err(self.invalid(
+                &format!("{F}.tools"),
+                "must list the tool globs the caller may confirm, e.g. [\"delete_*\"]",
+            ));
+        }
+        if let Some(rs) = &c.routes
+            && let Some(unknown) = rs.iter().find(|r| !routes.iter().any(|s| &s.key == *r))
+        {
+            return Err(self.invalid(
+                &format!("{F}.routes"),
+                format!("`{unknown}` is not a configured route"),
+            ));
+        }
+        let secret = match c.secret_file {
+            None => None,
+            Some(file) => {
+                let bytes = std::fs::read(&file).map_err(|e| {
+                    self.invalid(
+                        &format!("{F}.secret_file"),
+                        format!("cannot read {file}: {e}"),
+                    )
+                })?;
+                if bytes.len() < 32 {
+                    return Err(self.invalid(
+                        &format!("{F}.secret_file"),
+                        format!("{file} holds {} bytes; it needs at least 32 (e.g. `head -c 32 /dev/urandom > {file}`)", bytes.len()),
+                    ));
+                }
+                Some(bytes)
+            }
+        };
+        let expire = match c.expire.as_deref() {
+            None => Duration::from_secs(300),
+            s => self.duration(&format!("{F}.expire"), s, 0)?,
+        };
+        if expire.is_zero() || expire > Duration::from_secs(3600) {
+            return Err(self.invalid(
+                &format!("{F}.expire"),
+                "must be between 1s and 1h (the caller answers while they wait)",
+            ));
+        }
+        Ok(CallerConfirmation {
+            tools: c.tools,
+            routes: c.routes,
+            secret,
+            expire,
         })
     }
 }
