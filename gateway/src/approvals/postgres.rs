@@ -134,7 +134,17 @@ impl PostgresStore {
         let mut client = timed(&target, connect(&config, &tls)).await?;
         timed(&target, migrate(&mut client)).await?;
         let decided = Arc::new(Notify::new());
-        let listener = tokio::spawn(listen(config.clone(), tls.clone(), decided.clone()));
+        // Wait (bounded) until the LISTEN is in place, so no decision made right after start is missed.
+        let (subscribed, ready) = tokio::sync::oneshot::channel();
+        let listener = tokio::spawn(listen(
+            config.clone(),
+            tls.clone(),
+            decided.clone(),
+            subscribed,
+        ));
+        if tokio::time::timeout(CONNECT_TIMEOUT, ready).await.is_err() {
+            tracing::warn!(target = %target, "approval store: the PostgreSQL LISTEN connection is not up yet; held calls poll until it is");
+        }
         Ok(PostgresStore {
             inner: Arc::new(Inner {
                 config,
@@ -328,7 +338,13 @@ async fn migrate(client: &mut Client) -> Result<(), StoreError> {
 
 /// The `LISTEN` connection: wakes held calls on every notification; reconnects every second after a
 /// failure (waking held calls then too, so a decision announced while it was away is not waited on).
-async fn listen(config: tokio_postgres::Config, tls: MakeRustlsConnect, decided: Arc<Notify>) {
+async fn listen(
+    config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
+    decided: Arc<Notify>,
+    subscribed: tokio::sync::oneshot::Sender<()>,
+) {
+    let mut subscribed = Some(subscribed);
     loop {
         match config.connect(tls.clone()).await {
             Ok((client, mut conn)) => {
@@ -345,12 +361,17 @@ async fn listen(config: tokio_postgres::Config, tls: MakeRustlsConnect, decided:
                 // The pump drives the connection, so LISTEN completes while it runs.
                 tokio::pin!(pump);
                 let listen = format!("LISTEN {CHANNEL}");
-                let subscribed = tokio::select! {
+                let subscribed_now = tokio::select! {
                     r = client.batch_execute(&listen) => r.map_err(|e| e.to_string()),
                     e = &mut pump => Err(e),
                 };
-                let ended = match subscribed {
-                    Ok(()) => pump.await,
+                let ended = match subscribed_now {
+                    Ok(()) => {
+                        if let Some(tx) = subscribed.take() {
+                            let _ = tx.send(());
+                        }
+                        pump.await
+                    }
                     Err(e) => e,
                 };
                 tracing::warn!(error = %ended, "approval store: PostgreSQL LISTEN connection lost; held calls poll until it is back");
