@@ -84,6 +84,11 @@ audit:
   redact: digest
 admin:
   listen: 127.0.0.1:0
+approvals:
+  db: {d}/approvals.db
+  wait: 20s
+  approvers:
+    - {{ name: demo-approver, token_file: {d}/approver.token }}
 policies:
   cache_dir: {d}/policy-cache
   modules:
@@ -106,6 +111,8 @@ routes:
         d = dir.display()
     );
     std::fs::write(dir.join("config.yaml"), &yaml)?;
+    let approver_token = uuid::Uuid::new_v4().simple().to_string();
+    std::fs::write(dir.join("approver.token"), &approver_token)?;
     let config = crate::config::load(&dir.join("config.yaml"))?;
     crate::telemetry::init(&config.log);
     let started = Instant::now();
@@ -203,15 +210,42 @@ routes:
         step("tools/call search_docs \"admin passwords\""),
         text(&body)
     );
-    let (_, _, body) = call(
-        &crm,
-        &tool_call(5, "delete_customer", json!({"id": "c-42"})),
-        &s,
-    )
-    .await?;
+    // Held for approval: the call waits while an approver decides — here the demo itself, through the
+    // `mcp-gateway approvals` CLI against the admin listener.
+    let held = {
+        let (crm, s) = (crm.clone(), s.map(|(k, v)| (k, v.to_owned())));
+        tokio::spawn(async move {
+            let s: Vec<(&str, &str)> = s.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let t0 = Instant::now();
+            let r = call(
+                &crm,
+                &tool_call(5, "delete_customer", json!({"id": "c-42"})),
+                &s,
+            )
+            .await;
+            r.map(|r| (r, t0.elapsed()))
+        })
+    };
     println!(
-        "{} APPROVAL  {}",
-        step("tools/call delete_customer"),
+        "{} HELD      waiting for an approver…",
+        step("tools/call delete_customer")
+    );
+    match admin_addr {
+        Some(admin) => {
+            let id = pending_approval(admin, &approver_token).await?;
+            let out = approve_with_cli(admin, &approver_token, &id).await?;
+            println!("        $ mcp-gateway approvals approve {id} -m \"ok for the demo\"");
+            for line in out.lines() {
+                println!("          {line}");
+            }
+        }
+        None => anyhow::bail!("the demo needs the admin listener"),
+    }
+    let ((_, _, body), waited) = held.await??;
+    println!(
+        "{} APPROVED  after {} ms held: {}",
+        step("…the held delete_customer"),
+        waited.as_millis(),
         text(&body)
     );
     let (_, _, body) = call(
@@ -382,10 +416,22 @@ routes:
 
 /// The body of a plaintext GET to the admin listener.
 async fn admin_get(addr: std::net::SocketAddr, path: &str) -> anyhow::Result<String> {
+    admin_get_as(addr, path, None).await
+}
+
+async fn admin_get_as(
+    addr: std::net::SocketAddr,
+    path: &str,
+    token: Option<&str>,
+) -> anyhow::Result<String> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let mut tcp = tokio::net::TcpStream::connect(addr).await?;
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     tcp.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n")
+            .as_bytes(),
     )
     .await?;
     let mut text = String::new();
@@ -463,8 +509,7 @@ async fn call(
     let v = if bytes.is_empty() {
         Value::Null
     } else {
-        serde_json::from_slice(&bytes)
-            .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()))
+        answer_of(&bytes)
     };
     Ok((parts.status, parts.headers, v))
 }
@@ -479,6 +524,56 @@ async fn raw(
         status,
         serde_json::from_slice(&resp.into_body().collect().await?.to_bytes())?,
     ))
+}
+
+/// The id of the one pending approval request (the held `delete_customer`), once it is stored.
+async fn pending_approval(admin: std::net::SocketAddr, token: &str) -> anyhow::Result<String> {
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let list: Value = serde_json::from_str(
+            &admin_get_as(admin, "/approvals?status=pending", Some(token)).await?,
+        )?;
+        if let Some(id) = list["approvals"][0]["id"].as_str() {
+            return Ok(id.to_owned());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "no approval request appeared");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Runs this binary's `approvals approve` (what an approver types), returning what it printed.
+async fn approve_with_cli(
+    admin: std::net::SocketAddr,
+    token: &str,
+    id: &str,
+) -> anyhow::Result<String> {
+    let exe = std::env::current_exe()?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(["approvals", "approve", id, "-m", "ok for the demo"])
+        .arg("--admin")
+        .arg(format!("http://{admin}"))
+        .env("MCP_GATEWAY_APPROVER_TOKEN", token);
+    let out = tokio::task::spawn_blocking(move || cmd.output()).await??;
+    anyhow::ensure!(
+        out.status.success(),
+        "`mcp-gateway approvals approve` failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_owned())
+}
+
+/// A JSON-RPC answer from a body that is JSON or an SSE stream (its last `data:` line).
+fn answer_of(bytes: &[u8]) -> Value {
+    if let Ok(v) = serde_json::from_slice(bytes) {
+        return v;
+    }
+    let text = String::from_utf8_lossy(bytes);
+    text.lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+        .filter(|v| v.get("result").is_some() || v.get("error").is_some())
+        .last()
+        .unwrap_or(Value::String(text.into_owned()))
 }
 
 fn text(v: &Value) -> String {

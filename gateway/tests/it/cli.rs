@@ -145,3 +145,43 @@ fn serve_refuses_a_bad_config_with_an_explanation() {
         text(&o)
     );
 }
+
+/// README's first command: the demo runs on embedded defaults, shows every kind of decision, approves the
+/// held call through the CLI, and its audit trail verifies.
+#[test]
+fn the_demo_shows_every_decision_and_an_approval_through_the_cli() {
+    let policies = wasm("tool_allowlist").parent().unwrap().to_owned();
+    let mut child = bin()
+        .arg("demo")
+        .env("MCP_POLICY_DIR", &policies)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the demo did not finish within 180 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = text(&out);
+    assert!(out.status.success(), "{text}");
+    for expected in [
+        "ALLOWED",
+        "DENIED    Blocked by policy 'arguments'",
+        "HELD      waiting for an approver",
+        "approved by demo-approver",
+        "APPROVED  after",
+        "customer c-42 deleted",
+        "HIDDEN    -32602 Unknown tool: admin_reset_database",
+        "INVALID",
+        "cacheScope \"private\"",
+        "Of the last 5 requests, 0 reached it.",
+        "chain verified ✓",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+}
