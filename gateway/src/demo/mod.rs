@@ -569,10 +569,10 @@ fn answer_of(bytes: &[u8]) -> Value {
     }
     let text = String::from_utf8_lossy(bytes);
     text.lines()
+        .rev()
         .filter_map(|l| l.strip_prefix("data:"))
         .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
-        .filter(|v| v.get("result").is_some() || v.get("error").is_some())
-        .last()
+        .find(|v| v.get("result").is_some() || v.get("error").is_some())
         .unwrap_or(Value::String(text.into_owned()))
 }
 
