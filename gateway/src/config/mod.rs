@@ -39,6 +39,21 @@ pub struct Config {
     pub approvals: Option<ApprovalSettings>,
     /// `None` when the file has no `identity:` block: tokens are not looked at (they still pass through).
     pub identity: Option<IdentityConfig>,
+    /// `None` when the file has no `telemetry.otlp:` block: no spans are made.
+    pub telemetry: Option<OtlpSettings>,
+}
+
+/// The validated `telemetry.otlp:` block.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OtlpSettings {
+    /// Full URL of the traces endpoint (`…/v1/traces`), `http://`.
+    pub endpoint: http::Uri,
+    pub service_name: String,
+    /// 0.0–1.0.
+    pub sample_ratio: f64,
+    /// Header names are valid HTTP names, values valid header values.
+    pub headers: Vec<(String, String)>,
+    pub timeout: Duration,
 }
 
 /// The validated `approvals:` block.

@@ -166,6 +166,10 @@ impl Validator<'_> {
             None => None,
         };
         let identity = self.identity(f.identity, &mut routes, &require_written)?;
+        let telemetry = match f.telemetry.and_then(|t| t.otlp) {
+            Some(o) => Some(self.otlp(o)?),
+            None => None,
+        };
         Ok(Config {
             listen,
             log,
@@ -181,6 +185,7 @@ impl Validator<'_> {
             admin,
             approvals,
             identity,
+            telemetry,
         })
     }
 
@@ -657,6 +662,7 @@ pub fn parse_upstream(s: &str) -> Result<UpstreamUrl, String> {
 
 mod approvals;
 mod identity;
+mod telemetry;
 
 #[cfg(test)]
 #[path = "validate_tests.rs"]

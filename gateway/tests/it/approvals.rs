@@ -163,7 +163,8 @@ fn upstream_calls(gw: &Gw) -> Vec<String> {
 /// Every audit record (stopping the gateway first), each checked against the documented schema.
 async fn audit_records(gw: Gw) -> Vec<Value> {
     let dir = gw.inner.stop().await;
-    let schema: Value = serde_json::from_str(include_str!("../../audit-record.schema.json")).unwrap();
+    let schema: Value =
+        serde_json::from_str(include_str!("../../audit-record.schema.json")).unwrap();
     let validator = jsonschema::validator_for(&schema).unwrap();
     let mut out = Vec::new();
     let mut files: Vec<_> = std::fs::read_dir(dir.path().join("audit"))

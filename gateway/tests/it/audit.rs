@@ -79,7 +79,8 @@ fn round_trip_verifies_and_reopening_continues_the_chain() {
 
 /// Every record kind the writer produces matches `gateway/audit-record.schema.json`.
 fn assert_schema_valid(dir: &Path) {
-    let schema: Value = serde_json::from_str(include_str!("../../audit-record.schema.json")).unwrap();
+    let schema: Value =
+        serde_json::from_str(include_str!("../../audit-record.schema.json")).unwrap();
     let v = jsonschema::validator_for(&schema).unwrap();
     for e in Reader::open(dir).unwrap() {
         let e = e.unwrap();

@@ -17,6 +17,7 @@ mod ops_certs;
 mod ops_check;
 mod ops_probe;
 mod ops_rotation;
+mod otel;
 mod policies;
 mod proxy;
 mod tunnel;
