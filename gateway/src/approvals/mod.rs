@@ -57,6 +57,8 @@ pub struct Approvals {
     auditor: Auditor,
     /// Woken whenever this process decides a request (held calls also poll the store for other replicas).
     decided: Notify,
+    /// Verifies approvers' JWTs (`approvals.role`); its key set is fetched and cached like callers'.
+    jwt: Option<crate::identity::Verifier>,
 }
 
 impl Approvals {
@@ -79,11 +81,23 @@ impl Approvals {
             store,
             auditor,
             decided: Notify::new(),
+            jwt: settings.jwt.as_ref().map(|j| {
+                crate::identity::Verifier::new(&crate::config::IdentityConfig {
+                    jwt: j.jwt.clone(),
+                    forward_authorization: false,
+                    resource_metadata: None,
+                })
+            }),
         })
     }
 
     pub fn settings(&self) -> &ApprovalSettings {
         &self.settings
+    }
+
+    /// The verifier of approvers' JWTs, when `approvals.role` is configured.
+    pub fn jwt_verifier(&self) -> Option<&crate::identity::Verifier> {
+        self.jwt.as_ref()
     }
 
     pub fn store(&self) -> &dyn ApprovalStore {

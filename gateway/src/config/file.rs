@@ -90,6 +90,21 @@ pub struct FileApprovals {
     /// Who may approve, each with a bearer token (given as its SHA-256, or in a file).
     #[serde(default)]
     pub approvers: Vec<FileApprover>,
+    /// Approvers with JWTs: how their tokens are verified (the keys of `identity.jwt`). Default: the
+    /// `identity.jwt` block. Only used together with `role`.
+    pub jwt: Option<FileJwt>,
+    /// The claim (and value) a JWT must carry to approve. Setting it turns JWT approvers on.
+    pub role: Option<FileApproverRole>,
+}
+
+/// `approvals.role:` — e.g. `{ claim: roles, value: mcp-approver }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileApproverRole {
+    /// Claim name. Default `roles`.
+    pub claim: Option<String>,
+    /// The value the claim must be, or contain (a list, or a space-separated string like `scope`).
+    pub value: String,
 }
 
 #[derive(Debug, Default, Deserialize)]

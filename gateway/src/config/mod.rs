@@ -57,7 +57,7 @@ pub struct OtlpSettings {
 }
 
 /// The validated `approvals:` block.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ApprovalSettings {
     pub db: PathBuf,
     pub wait: Duration,
@@ -69,6 +69,18 @@ pub struct ApprovalSettings {
     pub webhook: Option<Webhook>,
     /// Names are unique; so are tokens.
     pub approvers: Vec<Approver>,
+    /// JWT approvers; `None` without `approvals.role`.
+    pub jwt: Option<ApproverJwt>,
+}
+
+/// Approvers who authenticate with a JWT: verified like callers (issuer, audience, keys, algorithms, expiry),
+/// then required to carry `role` in claim `role_claim`. The approver recorded is the token's `sub`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApproverJwt {
+    /// `claims` includes `role_claim`.
+    pub jwt: JwtSettings,
+    pub role_claim: String,
+    pub role: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -161,11 +161,11 @@ impl Validator<'_> {
         let limits = self.limits(f.limits.unwrap_or_default())?;
         let audit = self.audit(f.audit.unwrap_or_default())?;
         let admin = self.admin(f.admin.unwrap_or_default())?;
+        let identity = self.identity(f.identity, &mut routes, &require_written)?;
         let approvals = match f.approvals {
-            Some(a) => Some(self.approvals(a, audit.as_ref())?),
+            Some(a) => Some(self.approvals(a, audit.as_ref(), identity.as_ref())?),
             None => None,
         };
-        let identity = self.identity(f.identity, &mut routes, &require_written)?;
         let telemetry = match f.telemetry.and_then(|t| t.otlp) {
             Some(o) => Some(self.otlp(o)?),
             None => None,

@@ -18,21 +18,21 @@ use crate::common;
 use common::{TD, wasm};
 
 const ALICE: &str = "alice-token-0123456789";
-const BOB: &str = "bob-token-0123456789ab";
+pub(crate) const BOB: &str = "bob-token-0123456789ab";
 
 fn sha(t: &str) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(t.as_bytes()))
 }
 
-struct Gw {
-    inner: common::Gw,
-    admin: std::net::SocketAddr,
+pub(crate) struct Gw {
+    pub(crate) inner: common::Gw,
+    pub(crate) admin: std::net::SocketAddr,
     seen: Arc<upstream::Seen>,
 }
 
 /// A gateway whose `crm` route asks for approval of `delete_*`, with `approvals:` settings `extra`.
-async fn start(approvals: &str) -> Gw {
+pub(crate) async fn start(approvals: &str) -> Gw {
     let dir = tempfile::tempdir().unwrap();
     mcp_gateway::certs::issue(TD, mcp_gateway::certs::KeyKind::EcdsaP256)
         .unwrap()
@@ -108,7 +108,7 @@ fn approval_id(text: &str) -> String {
 }
 
 /// One admin API call as `token`: status and JSON body.
-async fn admin(
+pub(crate) async fn admin(
     gw: &Gw,
     method: &str,
     path: &str,

@@ -7,6 +7,7 @@ mod common;
 
 mod admin;
 mod approvals;
+mod approvals_jwt;
 mod audit;
 mod audit_pipeline;
 mod audit_tamper;

@@ -8,7 +8,8 @@ use sha2::{Digest, Sha256};
 use super::Validator;
 use crate::config::file::FileApprovals;
 use crate::config::{
-    ApprovalSettings, Approver, AuditSettings, ConfigError, DEFAULT_AUDIT_DIR, Webhook,
+    ApprovalSettings, Approver, ApproverJwt, AuditSettings, ConfigError, DEFAULT_AUDIT_DIR,
+    IdentityConfig, Webhook,
 };
 
 impl Validator<'_> {
@@ -16,6 +17,7 @@ impl Validator<'_> {
         &self,
         a: FileApprovals,
         audit: Option<&AuditSettings>,
+        identity: Option<&IdentityConfig>,
     ) -> Result<ApprovalSettings, ConfigError> {
         let db = match a.db {
             Some(p) if p.trim().is_empty() => {
@@ -155,6 +157,45 @@ impl Validator<'_> {
             }
             approvers.push(Approver { name, token_sha256 });
         }
+        let jwt = match (a.role, a.jwt) {
+            (None, None) => None,
+            (None, Some(_)) => {
+                return Err(self.invalid(
+                    "approvals.jwt",
+                    "is set but `approvals.role` is not: say which claim makes a token holder an approver, \
+                     for example `role: { claim: roles, value: mcp-approver }`",
+                ));
+            }
+            (Some(role), jwt) => {
+                let mut jwt = match (jwt, identity) {
+                    (Some(j), _) => self.jwt(j, "approvals.jwt")?,
+                    (None, Some(i)) => i.jwt.clone(),
+                    (None, None) => {
+                        return Err(self.invalid(
+                            "approvals.role",
+                            "needs a way to verify approvers' tokens: an `approvals.jwt` block (issuer, audience, \
+                             jwks_url or jwks_file) or an `identity.jwt` block to share",
+                        ));
+                    }
+                };
+                let role_claim = role.claim.unwrap_or_else(|| "roles".into());
+                if role_claim.trim().is_empty() || role_claim == "sub" {
+                    return Err(self.invalid(
+                        "approvals.role.claim",
+                        "must name a claim such as `roles` or `groups`",
+                    ));
+                }
+                if role.value.trim().is_empty() {
+                    return Err(self.invalid("approvals.role.value", "is empty"));
+                }
+                jwt.claims = vec![role_claim.clone()];
+                Some(ApproverJwt {
+                    jwt,
+                    role_claim,
+                    role: role.value,
+                })
+            }
+        };
         Ok(ApprovalSettings {
             db,
             wait,
@@ -165,6 +206,7 @@ impl Validator<'_> {
             poll_interval,
             webhook,
             approvers,
+            jwt,
         })
     }
 }
