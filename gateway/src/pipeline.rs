@@ -408,7 +408,7 @@ pub(crate) async fn forward(
     // The upstream's spans join this trace: its `traceparent` names the `upstream` span.
     let span = ctx.trace.client("upstream");
     let mut parts = parts;
-    span.inject(&mut parts.headers);
+    span.inject(&ctx.trace, &mut parts.headers);
     let sent = Instant::now();
     let resp = route.client.send(ctx, &addrs, recorded, parts).await;
     route.stats.upstream(&resp, sent.elapsed());

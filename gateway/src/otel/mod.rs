@@ -160,18 +160,25 @@ impl Trace {
     }
 
     fn child(&self, name: &'static str, kind: SpanKind) -> Trace {
-        Trace(self.0.as_ref().map(|n| {
-            let span = n
-                .otel
-                .tracer
-                .span_builder(name)
-                .with_kind(kind)
-                .start_with_context(&n.otel.tracer, &n.cx);
-            Node {
-                otel: n.otel.clone(),
-                cx: n.cx.with_span(span),
-            }
-        }))
+        // Below a span that was sampled out nothing would be kept: make no spans at all (the request's
+        // root context still goes upstream, see `inject`).
+        Trace(
+            self.0
+                .as_ref()
+                .filter(|n| n.cx.span().span_context().is_sampled())
+                .map(|n| {
+                    let span = n
+                        .otel
+                        .tracer
+                        .span_builder(name)
+                        .with_kind(kind)
+                        .start_with_context(&n.otel.tracer, &n.cx);
+                    Node {
+                        otel: n.otel.clone(),
+                        cx: n.cx.with_span(span),
+                    }
+                }),
+        )
     }
 
     /// Sets an attribute on this span.
@@ -196,9 +203,9 @@ impl Trace {
     }
 
     /// Writes this span's context as `traceparent` (and `tracestate`) into outgoing headers, replacing the
-    /// caller's.
-    pub fn inject(&self, headers: &mut http::HeaderMap) {
-        if let Some(n) = &self.0 {
+    /// caller's; when this span was not made (sampled out), `fallback`'s (the request's root, not sampled).
+    pub fn inject(&self, fallback: &Trace, headers: &mut http::HeaderMap) {
+        if let Some(n) = self.0.as_ref().or(fallback.0.as_ref()) {
             n.otel
                 .propagator
                 .inject_context(&n.cx, &mut HeaderInjector(headers));

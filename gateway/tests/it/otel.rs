@@ -398,3 +398,41 @@ async fn without_telemetry_the_callers_traceparent_passes_through() {
     assert_eq!(echo["headers"]["traceparent"], tp.as_str());
     gw.stop().await;
 }
+
+/// Sampled out (`sample_ratio: 0` and no sampled caller): no span is exported, yet the upstream still gets
+/// a `traceparent` in the request's trace, flagged not sampled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sampled_out_requests_export_nothing_but_still_propagate() {
+    let (otlp, got) = receiver().await;
+    let upstream = common::echo_upstream().await;
+    let extra = format!(
+        "upstream: {{allowed_ips: [127.0.0.0/8]}}\ntelemetry: {{ otlp: {{ endpoint: 'http://{otlp}', sample_ratio: 0.0 }} }}\n"
+    );
+    let gw = Gw::start(&format!("  crm: http://{upstream}"), &extra).await;
+    let tp = format!("00-{TRACE_A}-{CALLER_SPAN_A}-00");
+    let (status, echo) = call(
+        &gw,
+        "crm",
+        tool_call(1, "search_docs"),
+        &[("traceparent", &tp)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{echo}");
+    let up = echo["headers"]["traceparent"].as_str().unwrap().to_owned();
+    let parts: Vec<&str> = up.split('-').collect();
+    assert_eq!((parts[1], parts[3]), (TRACE_A, "00"), "{up}");
+    assert_ne!(parts[2], CALLER_SPAN_A);
+    let (_, echo) = call(&gw, "crm", tool_call(2, "search_docs"), &[]).await;
+    assert!(
+        echo["headers"]["traceparent"]
+            .as_str()
+            .unwrap()
+            .ends_with("-00"),
+        "{echo}"
+    );
+    gw.stop().await;
+    assert!(
+        got.lock().unwrap().spans.is_empty(),
+        "nothing sampled, nothing exported"
+    );
+}
