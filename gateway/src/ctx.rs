@@ -49,6 +49,8 @@ pub struct RequestCtx {
     /// The verified caller, set by the identity stage (a [`Principal`] can only be made there); `None`:
     /// anonymous, or no `identity:` configured.
     pub principal: Option<Principal>,
+    /// This request's root span (off without `telemetry.otlp:`); stages hang their spans below it.
+    pub trace: crate::otel::Trace,
 }
 
 impl RequestCtx {
@@ -70,6 +72,7 @@ impl RequestCtx {
             protocol_version: None,
             decision: None,
             principal: None,
+            trace: Default::default(),
         }
     }
 

@@ -21,6 +21,7 @@ pub mod forward;
 pub mod identity;
 pub mod mcp;
 pub mod metrics;
+pub mod otel;
 pub mod pipeline;
 pub mod policy;
 pub mod reload;

@@ -29,6 +29,7 @@ use crate::forward::{self, UpstreamClient};
 use crate::identity::{self, Verifier};
 use crate::mcp;
 use crate::metrics;
+use crate::otel::Otel;
 use crate::policy;
 use crate::policy::{PolicyChain, PolicySet};
 use crate::reply::{self, Body, GatewayError};
@@ -66,6 +67,8 @@ pub struct Gateway {
     approvals: Option<Arc<Approvals>>,
     /// Bearer-token verification; `None` without an `identity:` block.
     identity: Option<Verifier>,
+    /// Trace export (process-wide, like the auditor); `None` without `telemetry.otlp:`.
+    otel: Option<Arc<Otel>>,
 }
 
 impl Gateway {
@@ -121,6 +124,7 @@ impl Gateway {
             auditor,
             approvals: None,
             identity: config.identity.as_ref().map(Verifier::new),
+            otel: None,
         })
     }
 
@@ -139,6 +143,15 @@ impl Gateway {
     /// Attaches the process's approval workflow (opened once at start, kept across reloads).
     pub fn set_approvals(&mut self, approvals: Option<Arc<Approvals>>) {
         self.approvals = approvals;
+    }
+
+    pub fn otel(&self) -> Option<&Arc<Otel>> {
+        self.otel.as_ref()
+    }
+
+    /// Attaches the process's trace exporter (built once at start, kept across reloads).
+    pub fn set_otel(&mut self, otel: Option<Arc<Otel>>) {
+        self.otel = otel;
     }
 
     pub fn identity(&self) -> Option<&Verifier> {
@@ -174,7 +187,11 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Response<Body> {
     let mut ctx = RequestCtx::new(conn, req.method(), req.uri().path());
+    if let Some(otel) = &gw.otel {
+        ctx.trace = otel.request(req.headers(), req.method(), req.uri().path());
+    }
     let result = run(&gw, &mut ctx, req).await;
+    let mut refusal = None;
     let mut resp = match result {
         Ok(resp) => {
             count(&gw, &ctx, true);
@@ -182,12 +199,14 @@ pub async fn handle(
         }
         Err(err) => {
             count(&gw, &ctx, false);
+            refusal = Some(err.kind());
             error_response(&gw, &ctx, err)
         }
     };
     resp.headers_mut()
         .insert(HeaderName::from_static(REQUEST_ID_HEADER), ctx.id.clone());
     telemetry::access(&ctx, resp.status());
+    telemetry::end_trace(&ctx, resp.status(), refusal);
     resp
 }
 
@@ -225,44 +244,68 @@ async fn run(
     // Route: Host (or :authority) must route, and to the same route as the TLS SNI. The host is noted
     // first, so a refusal's log line and audit record name it too.
     ctx.host = request_host(&parts).and_then(|h| crate::route::normalize_host(h).ok());
-    let (id, host) = gw
+    let span = ctx.trace.stage("route");
+    let routed = gw
         .table
-        .route(request_host(&parts), ctx.conn.sni.as_deref())?;
+        .route(request_host(&parts), ctx.conn.sni.as_deref());
+    span.result(&routed);
+    let (id, host) = routed?;
     let route = &gw.routes[id];
     ctx.route_index = Some(id);
     ctx.host = Some(host);
     ctx.route = Some(route.key.clone());
+    if span.recording() {
+        span.set("mcp_gateway.route", route.key.clone());
+        ctx.trace.set("mcp_gateway.route", route.key.clone());
+    }
+    drop(span);
 
     // Identity: who is calling, before anything else looks at the request (a refused caller costs no DNS
     // lookup and no body read). Only this stage sets `ctx.principal`.
     if let Some(verifier) = &gw.identity {
         let raw_host = request_host(&parts).unwrap_or_default();
-        ctx.principal =
-            identity::identify(verifier, route.require_identity, &parts, raw_host).await?;
+        let span = ctx.trace.stage("identity");
+        let identified =
+            identity::identify(verifier, route.require_identity, &parts, raw_host).await;
+        span.result(&identified);
+        ctx.principal = identified?;
+        span.set("mcp_gateway.authenticated", ctx.principal.is_some());
     }
 
     // Upstream IP gate: resolve once, check every address; only these addresses will be dialled.
-    let addrs: upstream_gate::GatedAddrs = gw.gate.check(&route.upstream).await?;
+    let span = ctx.trace.stage("ip_gate");
+    let gated = gw.gate.check(&route.upstream).await;
+    span.result(&gated);
+    let addrs: upstream_gate::GatedAddrs = gated?;
+    drop(span);
 
     // MCP parse: the whole body, strictly, before anything is forwarded.
-    let inbound = match mcp::classify(
+    let span = ctx.trace.stage("parse");
+    let parsed = match mcp::classify(
         &parts.method,
         parts.uri.path(),
         &parts.headers,
         gw.limits.max_body_bytes,
-    )? {
-        Some(inbound) => inbound,
-        None => {
+    ) {
+        Ok(Some(inbound)) => Ok(inbound),
+        Ok(None) => {
             mcp::read_post(
                 &parts.headers,
                 body,
                 gw.limits.max_body_bytes,
                 gw.limits.request_body_timeout,
             )
-            .await?
+            .await
         }
+        Err(e) => Err(e),
     };
+    span.result(&parsed);
+    let inbound = parsed?;
     ctx.note(&parts.headers, &inbound);
+    if span.recording() {
+        telemetry::trace_message(&span, ctx, &inbound);
+    }
+    drop(span);
 
     // Caller confirmation (approvals/caller.rs): a legacy client's answer to the gateway's own elicitation,
     // and the 2026-07-28 retry of a call the gateway asked the caller to confirm, belong to the gateway.
@@ -303,10 +346,22 @@ async fn run(
     // Policy: the only source of a `Permitted`. A refusal is an MCP answer (HTTP 200), not an error.
     let timed = matches!(&route.policy, PolicyChain::Chain { modules, .. } if !modules.is_empty());
     let started = timed.then(Instant::now);
-    let decided = route.policy.decide(ctx, inbound, &route.catalogue).await;
+    let span = ctx.trace.stage("policy");
+    let decided = route
+        .policy
+        .decide(ctx, inbound, &route.catalogue, &span)
+        .await;
     if let Some(t) = started {
         metrics::POLICY_SECONDS.observe_duration(t.elapsed());
     }
+    span.set(
+        "mcp_gateway.decision",
+        match &decided {
+            Ok(_) => "allow",
+            Err(refused) => refused_label(refused),
+        },
+    );
+    drop(span);
     let permitted: policy::Permitted = match decided {
         Ok(permitted) => permitted,
         Err(refused) => {
@@ -384,12 +439,32 @@ pub(crate) async fn forward(
         .and_then(|a| a.caller())
         .filter(|_| caller::declares_elicitation(permitted.inbound()));
     // Audit: the decision is durable before anything is forwarded; if it cannot be written, nothing is.
-    let recorded: Recorded = gw.auditor.record(ctx, &route.redaction, permitted).await?;
+    let span = ctx.trace.stage("audit.record");
+    let recorded = gw.auditor.record(ctx, &route.redaction, permitted).await;
+    span.result(&recorded);
+    let recorded: Recorded = recorded?;
+    drop(span);
+    // The upstream's spans join this trace: its `traceparent` names the `upstream` span.
+    let span = ctx.trace.client("upstream");
+    let mut parts = parts;
+    span.inject(&ctx.trace, &mut parts.headers);
     let sent = Instant::now();
     let resp = route.client.send(ctx, &addrs, recorded, parts).await;
     route.stats.upstream(&resp, sent.elapsed());
+    span.result(&resp);
     let resp = resp?;
     ctx.upstream_status = Some(resp.status().as_u16());
+    if span.recording() {
+        span.set("server.address", route.upstream.to_string());
+        span.set(
+            "http.response.status_code",
+            i64::from(resp.status().as_u16()),
+        );
+        if resp.status().is_server_error() {
+            span.fail(format!("upstream answered {}", resp.status()));
+        }
+    }
+    drop(span);
     if let Some(c) = elicits
         && let Some(session) = resp
             .headers()

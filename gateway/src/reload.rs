@@ -192,6 +192,13 @@ impl Live {
         gateway.inherit_catalogues(&old.gateway);
         // Like the audit log, the approval workflow opened at start serves every generation.
         gateway.set_approvals(old.gateway.approvals().cloned());
+        // So is the trace exporter: `telemetry:` is read at start only.
+        gateway.set_otel(old.gateway.otel().cloned());
+        if config.telemetry != old.config.telemetry {
+            tracing::warn!(
+                "`telemetry:` changed; it takes effect at the next restart (trace export is set up at start)"
+            );
+        }
         gateway.inherit_identity_keys(&old.gateway);
         log_route_changes(&old.config, &config);
         let number = old.number + 1;

@@ -62,6 +62,11 @@ impl Server {
         let approvals = open_approvals(&config, &auditor).await?;
         let mut gateway = Gateway::new(&config, &policies, auditor, dns.clone())?;
         gateway.set_approvals(approvals);
+        if let Some(otlp) = &config.telemetry {
+            let otel = crate::otel::Otel::start(otlp)?;
+            tracing::info!(endpoint = %otlp.endpoint, sample_ratio = otlp.sample_ratio, "exporting traces over OTLP/HTTP");
+            gateway.set_otel(Some(otel));
+        }
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -220,6 +225,11 @@ impl Server {
         if let Some(log) = live.gateway().auditor().log() {
             log.close().await;
             tracing::info!("audit log flushed and closed");
+        }
+        if let Some(otel) = live.gateway().otel().cloned() {
+            // Exports what is queued; blocks on the exporter thread, so not on a worker.
+            let _ = tokio::task::spawn_blocking(move || otel.shutdown()).await;
+            tracing::info!("trace exporter flushed");
         }
         Ok(())
     }

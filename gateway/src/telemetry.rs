@@ -143,3 +143,50 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
     }
     s
 }
+
+/// Attributes of the parsed message on the parse span and the request's root span (only called when the
+/// trace records).
+pub fn trace_message(span: &crate::otel::Trace, ctx: &RequestCtx, inbound: &crate::mcp::Inbound) {
+    for t in [span, &ctx.trace] {
+        if let Some(m) = &ctx.mcp_method {
+            t.set("mcp.method.name", m.clone());
+        }
+        if let Some(tool) = inbound
+            .single_message()
+            .and_then(crate::policy::view::called_tool)
+        {
+            t.set("gen_ai.tool.name", tool.to_owned());
+        }
+        if let Some(id) = &ctx.rpc_id {
+            t.set("jsonrpc.request.id", id.to_string());
+        }
+    }
+    if let crate::mcp::Inbound::Post { payload, .. } = inbound {
+        span.set("mcp_gateway.messages", payload.messages().len() as i64);
+    }
+}
+
+/// Ends the request's root span with what the access line says; a refusal by the gateway marks it failed.
+pub fn end_trace(ctx: &RequestCtx, status: StatusCode, refusal: Option<&'static str>) {
+    let t = &ctx.trace;
+    if !t.recording() {
+        t.end();
+        return;
+    }
+    t.set("mcp_gateway.request_id", ctx.id_str().to_owned());
+    t.set("http.response.status_code", i64::from(status.as_u16()));
+    t.set("mcp_gateway.decision", ctx.decision.unwrap_or("-"));
+    if let Some(s) = ctx.upstream_status {
+        t.set("mcp_gateway.upstream_status", i64::from(s));
+    }
+    if let Some(p) = &ctx.principal {
+        t.set("enduser.id", p.subject().to_owned());
+    }
+    if let Some(kind) = refusal {
+        t.set("mcp_gateway.refusal", kind);
+        t.fail(kind);
+    } else if status.is_server_error() {
+        t.fail(format!("status {status}"));
+    }
+    t.end();
+}

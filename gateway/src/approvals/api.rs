@@ -4,8 +4,11 @@
 //! - `GET /approvals/{id}`;
 //! - `POST /approvals/{id}/approve` and `/deny` with an optional JSON body `{"comment": "…"}`.
 //!
-//! Every call needs `Authorization: Bearer <token>` of a configured approver (401 otherwise). An approver
-//! cannot decide a request whose caller is themselves (403, separation of duties). Deciding a request that
+//! Every call needs `Authorization: Bearer <token>`: a configured approver's static token, or (with
+//! `approvals.role`) a JWT that the identity module verifies (issuer, audience, keys, algorithms, expiry) and
+//! that carries the approver role — the approver is then the token's `sub`. No or an invalid credential is
+//! 401; a valid JWT without the role is 403. An approver cannot decide a request whose caller is themselves
+//! (403, separation of duties: the caller's principal and a JWT approver's subject are the same namespace). Deciding a request that
 //! is no longer pending is 409. A decision is written to the store first (one atomic transition), then to
 //! the audit log; if the audit log fails the answer is 503 — the decision stands, and the call it lets
 //! through is still recorded (with the approval and its approver) before it is forwarded.
@@ -81,8 +84,8 @@ impl From<StoreError> for ApiError {
     }
 }
 
-/// The approver whose token the request carries.
-fn approver(approvals: &Approvals, headers: &HeaderMap) -> Result<String, ApiError> {
+/// The approver whose token the request carries: a static token's name, or a role-bearing JWT's subject.
+async fn approver(approvals: &Approvals, headers: &HeaderMap) -> Result<String, ApiError> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -111,7 +114,69 @@ fn approver(approvals: &Approvals, headers: &HeaderMap) -> Result<String, ApiErr
             found = Some(a.name.clone());
         }
     }
-    found.ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "unknown approver token".into()))
+    if let Some(name) = found {
+        return Ok(name);
+    }
+    match approvals.jwt_verifier() {
+        // A compact JWS has three dot-separated parts; anything else is an unknown static token.
+        Some(verifier) if token.split('.').count() == 3 => {
+            jwt_approver(approvals, verifier, token).await
+        }
+        _ => Err(ApiError(
+            StatusCode::UNAUTHORIZED,
+            "unknown approver token".into(),
+        )),
+    }
+}
+
+/// A JWT approver: verified by the identity module, then required to hold the configured role.
+async fn jwt_approver(
+    approvals: &Approvals,
+    verifier: &crate::identity::Verifier,
+    token: &str,
+) -> Result<String, ApiError> {
+    let Some(role) = approvals.settings().jwt.as_ref() else {
+        return Err(ApiError(
+            StatusCode::UNAUTHORIZED,
+            "unknown approver token".into(),
+        ));
+    };
+    let principal = match verifier.verify(token).await {
+        Ok(p) => p,
+        Err(e @ crate::identity::IdentityError::Jwks(_)) => {
+            tracing::error!(error = %e, "approvals API: cannot verify approver tokens");
+            return Err(ApiError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "approver tokens cannot be verified right now (key set unavailable)".into(),
+            ));
+        }
+        Err(e) => {
+            tracing::info!(reason = e.kind(), error = %e, "approvals API: approver token refused");
+            return Err(ApiError(StatusCode::UNAUTHORIZED, e.description().into()));
+        }
+    };
+    if !has_role(principal.claims().get(&role.role_claim), &role.role) {
+        tracing::info!(subject = principal.subject(), claim = %role.role_claim, "approvals API: token without the approver role");
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            format!(
+                "`{}` is not an approver: the token's `{}` claim does not include `{}`",
+                principal.subject(),
+                role.role_claim,
+                role.role
+            ),
+        ));
+    }
+    Ok(principal.subject().to_owned())
+}
+
+/// The claim is the role, a list containing it, or a space-separated string containing it (like `scope`).
+fn has_role(claim: Option<&Value>, role: &str) -> bool {
+    match claim {
+        Some(Value::String(s)) => s == role || s.split(' ').any(|r| r == role),
+        Some(Value::Array(items)) => items.iter().any(|v| v.as_str() == Some(role)),
+        _ => false,
+    }
 }
 
 /// An approval as the API shows it: the stored fields plus readable times and its age.
@@ -135,7 +200,7 @@ async fn list(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Json, ApiError> {
-    approver(&approvals, &headers)?;
+    approver(&approvals, &headers).await?;
     let (mut status_arg, mut limit) = (None, 100u32);
     for pair in query.as_deref().unwrap_or("").split('&') {
         match pair.split_once('=') {
@@ -171,7 +236,7 @@ async fn show(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json, ApiError> {
-    approver(&approvals, &headers)?;
+    approver(&approvals, &headers).await?;
     match approvals.store().get(&id).await? {
         Some(a) => Ok(Json(view(&a))),
         None => Err(StoreError::NotFound(id).into()),
@@ -203,7 +268,7 @@ async fn decide(
     body: Bytes,
     approve: bool,
 ) -> Result<Json, ApiError> {
-    let who = approver(&approvals, &headers)?;
+    let who = approver(&approvals, &headers).await?;
     let comment = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {

@@ -308,6 +308,8 @@ pub async fn respond(held: Held, ctx: &mut RequestCtx) -> Result<Response<Body>,
 
 async fn run(held: Held, ctx: &mut RequestCtx) -> Result<Response<Body>, GatewayError> {
     let route = &held.gw.routes()[held.route];
+    let span = ctx.trace.stage("approval.hold");
+    span.set("mcp_gateway.approval.id", held.call.id.clone());
     let settled = settle(
         &held.approvals,
         ctx,
@@ -315,7 +317,21 @@ async fn run(held: Held, ctx: &mut RequestCtx) -> Result<Response<Body>, Gateway
         &held.refused,
         &held.call,
     )
-    .await?;
+    .await;
+    span.result(&settled);
+    let settled = settled?;
+    span.set(
+        "mcp_gateway.approval.outcome",
+        match &settled {
+            Settled::Granted(_) => "approved",
+            Settled::Refused(Unsettled::Denied { .. }) => "denied",
+            Settled::Refused(Unsettled::Pending { .. }) => "pending",
+            Settled::Refused(Unsettled::Expired { .. }) => "expired",
+            Settled::Refused(Unsettled::GrantTaken { .. }) => "grant_taken",
+            Settled::Refused(Unsettled::StoreUnavailable) => "unavailable",
+        },
+    );
+    drop(span);
     match settled {
         Settled::Granted(granted) => {
             ctx.decision = Some("allow");

@@ -65,6 +65,8 @@ pub struct Approvals {
     decided: Arc<Notify>,
     /// Caller confirmation (`approvals.caller_confirmation`); `None`: operators approve everything.
     caller: Option<caller::CallerConfirm>,
+    /// Verifies approvers' JWTs (`approvals.role`); its key set is fetched and cached like callers'.
+    jwt: Option<crate::identity::Verifier>,
 }
 
 impl Approvals {
@@ -99,6 +101,13 @@ impl Approvals {
             store,
             auditor,
             caller,
+            jwt: settings.jwt.as_ref().map(|j| {
+                crate::identity::Verifier::new(&crate::config::IdentityConfig {
+                    jwt: j.jwt.clone(),
+                    forward_authorization: false,
+                    resource_metadata: None,
+                })
+            }),
         }))
     }
 
@@ -109,6 +118,11 @@ impl Approvals {
 
     pub fn settings(&self) -> &ApprovalSettings {
         &self.settings
+    }
+
+    /// The verifier of approvers' JWTs, when `approvals.role` is configured.
+    pub fn jwt_verifier(&self) -> Option<&crate::identity::Verifier> {
+        self.jwt.as_ref()
     }
 
     pub fn store(&self) -> &dyn ApprovalStore {

@@ -39,6 +39,31 @@ pub struct FileConfig {
     pub approvals: Option<FileApprovals>,
     /// Extension: caller identity (JWT bearer tokens). Absent: no validation, every principal is none.
     pub identity: Option<FileIdentity>,
+    /// Extension: OpenTelemetry trace export. Absent: no spans are made or exported.
+    pub telemetry: Option<FileTelemetry>,
+}
+
+/// `telemetry:` — OpenTelemetry trace export (read at start; a reload does not change it).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileTelemetry {
+    pub otlp: Option<FileOtlp>,
+}
+
+/// `telemetry.otlp:` — where spans go (OTLP/HTTP, protobuf).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileOtlp {
+    /// `http://host:port` of the OTLP/HTTP receiver (`/v1/traces` is appended unless a path is given).
+    pub endpoint: Option<String>,
+    /// `service.name` resource attribute. Default `mcp-gateway`.
+    pub service_name: Option<String>,
+    /// Fraction of new traces sampled, 0.0–1.0. Default 1.0. A sampled incoming `traceparent` is followed.
+    pub sample_ratio: Option<f64>,
+    /// Extra HTTP headers on every export request (e.g. an API key).
+    pub headers: Option<BTreeMap<String, String>>,
+    /// Deadline of one export request. Default `10s`.
+    pub timeout: Option<String>,
 }
 
 /// `approvals:` — hold calls that need a human approval, and who may approve them.
@@ -70,6 +95,11 @@ pub struct FileApprovals {
     /// Optional: let the caller confirm some calls themselves, in the protocol (elicitation /
     /// `input_required`), when their client can. Absent: every approval goes to the operators.
     pub caller_confirmation: Option<FileCallerConfirmation>,
+    /// Approvers with JWTs: how their tokens are verified (the keys of `identity.jwt`). Default: the
+    /// `identity.jwt` block. Only used together with `role`.
+    pub jwt: Option<FileJwt>,
+    /// The claim (and value) a JWT must carry to approve. Setting it turns JWT approvers on.
+    pub role: Option<FileApproverRole>,
 }
 
 /// `approvals.caller_confirmation:` — which calls the caller may confirm themselves.
@@ -100,6 +130,16 @@ pub struct FilePostgres {
     pub url_file: Option<String>,
     /// Extra PEM root certificates for TLS to the server (`sslmode=require`); the system's are always trusted.
     pub ca_file: Option<String>,
+}
+
+/// `approvals.role:` — e.g. `{ claim: roles, value: mcp-approver }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileApproverRole {
+    /// Claim name. Default `roles`.
+    pub claim: Option<String>,
+    /// The value the claim must be, or contain (a list, or a space-separated string like `scope`).
+    pub value: String,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -39,10 +39,25 @@ pub struct Config {
     pub approvals: Option<ApprovalSettings>,
     /// `None` when the file has no `identity:` block: tokens are not looked at (they still pass through).
     pub identity: Option<IdentityConfig>,
+    /// `None` when the file has no `telemetry.otlp:` block: no spans are made.
+    pub telemetry: Option<OtlpSettings>,
+}
+
+/// The validated `telemetry.otlp:` block.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OtlpSettings {
+    /// Full URL of the traces endpoint (`…/v1/traces`), `http://`.
+    pub endpoint: http::Uri,
+    pub service_name: String,
+    /// 0.0–1.0.
+    pub sample_ratio: f64,
+    /// Header names are valid HTTP names, values valid header values.
+    pub headers: Vec<(String, String)>,
+    pub timeout: Duration,
 }
 
 /// The validated `approvals:` block.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ApprovalSettings {
     /// Where approval state lives.
     pub store: StoreSettings,
@@ -57,6 +72,8 @@ pub struct ApprovalSettings {
     pub approvers: Vec<Approver>,
     /// `None`: every approval goes to the operators (the default).
     pub caller_confirmation: Option<CallerConfirmation>,
+    /// JWT approvers; `None` without `approvals.role`.
+    pub jwt: Option<ApproverJwt>,
 }
 
 /// The validated `approvals.caller_confirmation:` block: which `RequireApproval` calls the caller may
@@ -132,6 +149,16 @@ impl std::fmt::Debug for PostgresSettings {
             .field("ca_file", &self.ca_file)
             .finish_non_exhaustive()
     }
+}
+
+/// Approvers who authenticate with a JWT: verified like callers (issuer, audience, keys, algorithms, expiry),
+/// then required to carry `role` in claim `role_claim`. The approver recorded is the token's `sub`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApproverJwt {
+    /// `claims` includes `role_claim`.
+    pub jwt: JwtSettings,
+    pub role_claim: String,
+    pub role: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

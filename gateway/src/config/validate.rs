@@ -161,11 +161,15 @@ impl Validator<'_> {
         let limits = self.limits(f.limits.unwrap_or_default())?;
         let audit = self.audit(f.audit.unwrap_or_default())?;
         let admin = self.admin(f.admin.unwrap_or_default())?;
+        let identity = self.identity(f.identity, &mut routes, &require_written)?;
         let approvals = match f.approvals {
-            Some(a) => Some(self.approvals(a, audit.as_ref(), &routes)?),
+            Some(a) => Some(self.approvals(a, audit.as_ref(), &routes, identity.as_ref())?),
             None => None,
         };
-        let identity = self.identity(f.identity, &mut routes, &require_written)?;
+        let telemetry = match f.telemetry.and_then(|t| t.otlp) {
+            Some(o) => Some(self.otlp(o)?),
+            None => None,
+        };
         Ok(Config {
             listen,
             log,
@@ -181,6 +185,7 @@ impl Validator<'_> {
             admin,
             approvals,
             identity,
+            telemetry,
         })
     }
 
@@ -657,6 +662,7 @@ pub fn parse_upstream(s: &str) -> Result<UpstreamUrl, String> {
 
 mod approvals;
 mod identity;
+mod telemetry;
 
 #[cfg(test)]
 #[path = "validate_tests.rs"]

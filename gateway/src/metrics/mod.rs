@@ -366,6 +366,33 @@ pub fn render(live: &Live) -> String {
         );
     }
 
+    // Trace export (`telemetry.otlp:`; zero without it).
+    for (name, help, n) in [
+        (
+            "mcp_gateway_otel_spans_ended_total",
+            "Sampled spans handed to the export queue (minus exported and dropped: queued, or dropped by a full queue).",
+            &crate::otel::export::SPANS_ENDED,
+        ),
+        (
+            "mcp_gateway_otel_spans_exported_total",
+            "Spans sent to the OTLP receiver in export requests that succeeded.",
+            &crate::otel::export::SPANS_EXPORTED,
+        ),
+        (
+            "mcp_gateway_otel_spans_dropped_total",
+            "Spans lost because their OTLP export request failed or timed out.",
+            &crate::otel::export::SPANS_DROPPED,
+        ),
+        (
+            "mcp_gateway_otel_export_failures_total",
+            "OTLP export requests that failed or timed out.",
+            &crate::otel::export::EXPORT_FAILURES,
+        ),
+    ] {
+        e.family(name, Kind::Counter, help);
+        e.sample(name, &[], n.load(Ordering::Relaxed));
+    }
+
     e.family(
         "mcp_gateway_upstream_response_seconds",
         Kind::Histogram,

@@ -228,6 +228,7 @@ pub fn evaluate_blocking(
         modules,
         &Job::new(context, msg, catalogue),
         &request_id,
+        &Default::default(),
     )
 }
 
@@ -239,6 +240,7 @@ impl PolicyChain {
         ctx: &RequestCtx,
         inbound: Inbound,
         catalogue: &Catalogue,
+        trace: &crate::otel::Trace,
     ) -> Result<Permitted, Refused> {
         let (engine, modules) = match self {
             PolicyChain::Unconfigured => {
@@ -279,9 +281,10 @@ impl PolicyChain {
             .map(|m| Job::new(context.clone(), m, catalogue))
             .collect();
         let request_id: Arc<str> = Arc::from(ctx.id_str());
+        let trace = trace.clone();
         let verdicts = run_blocking(engine, modules, move |engine, modules| {
             jobs.iter()
-                .map(|job| evaluate(engine, modules, job, &request_id))
+                .map(|job| evaluate(engine, modules, job, &request_id, &trace))
                 .collect::<Vec<_>>()
         })
         .await;
@@ -319,7 +322,7 @@ impl PolicyChain {
             tool: None,
         };
         run_blocking(engine, modules, move |engine, modules| {
-            evaluate(engine, modules, &job, &request_id)
+            evaluate(engine, modules, &job, &request_id, &Default::default())
         })
         .await
     }
@@ -390,6 +393,7 @@ fn evaluate(
     modules: &[Arc<PolicyModule>],
     job: &Job,
     request_id: &Arc<str>,
+    trace: &crate::otel::Trace,
 ) -> Verdict {
     let Some(request) = &job.request else {
         // A client's response to a server request: it was policed when the server's request passed.
@@ -397,15 +401,27 @@ fn evaluate(
     };
     let mut answers = Vec::with_capacity(modules.len());
     for m in modules {
+        let span = trace.stage("policy.evaluate");
         let started = Instant::now();
         let answer = match evaluate_one(engine, m, request, job.tool.is_some(), request_id) {
             Ok(a) => a,
             Err(f) => {
+                span.fail(format!("policy failed: {}", f.kind()));
                 crate::telemetry::policy_failure(&m.name, &f);
                 tracing::warn!(policy = %m.name, request_id = %request_id, kind = f.kind(), "policy evaluation failed: {f}");
                 Answer::Failed(f)
             }
         };
+        if span.recording() {
+            span.set("mcp_gateway.policy", m.name.clone());
+            span.set("mcp_gateway.policy.answer", answer.label());
+            let mode = match m.mode {
+                PolicyMode::Enforce => "enforce",
+                PolicyMode::Monitor => "monitor",
+            };
+            span.set("mcp_gateway.policy.mode", mode);
+        }
+        drop(span);
         if m.mode == PolicyMode::Monitor && answer != Answer::Allow {
             tracing::info!(policy = %m.name, request_id = %request_id, would = answer.label(), answer = ?answer, "monitor: policy would not allow");
         }

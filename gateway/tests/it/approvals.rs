@@ -32,7 +32,7 @@ pub(crate) struct Gw {
 }
 
 /// A gateway whose `crm` route asks for approval of `delete_*`, with `approvals:` settings `extra`.
-async fn start(approvals: &str) -> Gw {
+pub(crate) async fn start(approvals: &str) -> Gw {
     let up = upstream::spawn("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();

@@ -8,8 +8,8 @@ use sha2::{Digest, Sha256};
 use super::Validator;
 use crate::config::file::{FileApprovals, FileCallerConfirmation, FilePostgres};
 use crate::config::{
-    ApprovalSettings, Approver, AuditSettings, CallerConfirmation, ConfigError, DEFAULT_AUDIT_DIR,
-    PostgresSettings, RouteSpec, StoreSettings, Webhook,
+    ApprovalSettings, Approver, ApproverJwt, AuditSettings, CallerConfirmation, ConfigError,
+    DEFAULT_AUDIT_DIR, IdentityConfig, PostgresSettings, RouteSpec, StoreSettings, Webhook,
 };
 
 impl Validator<'_> {
@@ -18,6 +18,7 @@ impl Validator<'_> {
         a: FileApprovals,
         audit: Option<&AuditSettings>,
         routes: &[RouteSpec],
+        identity: Option<&IdentityConfig>,
     ) -> Result<ApprovalSettings, ConfigError> {
         let store = match (a.db, a.postgres) {
             (Some(_), Some(_)) => {
@@ -169,6 +170,45 @@ impl Validator<'_> {
             Some(c) => Some(self.caller_confirmation(c, routes)?),
             None => None,
         };
+        let jwt = match (a.role, a.jwt) {
+            (None, None) => None,
+            (None, Some(_)) => {
+                return Err(self.invalid(
+                    "approvals.jwt",
+                    "is set but `approvals.role` is not: say which claim makes a token holder an approver, \
+                     for example `role: { claim: roles, value: mcp-approver }`",
+                ));
+            }
+            (Some(role), jwt) => {
+                let mut jwt = match (jwt, identity) {
+                    (Some(j), _) => self.jwt(j, "approvals.jwt")?,
+                    (None, Some(i)) => i.jwt.clone(),
+                    (None, None) => {
+                        return Err(self.invalid(
+                            "approvals.role",
+                            "needs a way to verify approvers' tokens: an `approvals.jwt` block (issuer, audience, \
+                             jwks_url or jwks_file) or an `identity.jwt` block to share",
+                        ));
+                    }
+                };
+                let role_claim = role.claim.unwrap_or_else(|| "roles".into());
+                if role_claim.trim().is_empty() || role_claim == "sub" {
+                    return Err(self.invalid(
+                        "approvals.role.claim",
+                        "must name a claim such as `roles` or `groups`",
+                    ));
+                }
+                if role.value.trim().is_empty() {
+                    return Err(self.invalid("approvals.role.value", "is empty"));
+                }
+                jwt.claims = vec![role_claim.clone()];
+                Some(ApproverJwt {
+                    jwt,
+                    role_claim,
+                    role: role.value,
+                })
+            }
+        };
         Ok(ApprovalSettings {
             store,
             wait,
@@ -180,6 +220,7 @@ impl Validator<'_> {
             webhook,
             approvers,
             caller_confirmation,
+            jwt,
         })
     }
 

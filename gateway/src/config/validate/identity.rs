@@ -32,7 +32,7 @@ impl Validator<'_> {
         let jwt = i
             .jwt
             .ok_or_else(|| self.invalid("identity.jwt", format!("missing: {JWT_EXAMPLE}")))?;
-        let jwt = self.jwt(jwt)?;
+        let jwt = self.jwt(jwt, "identity.jwt")?;
         let default = i.require.unwrap_or(false);
         for r in routes.iter_mut() {
             r.require_identity = require_written
@@ -63,13 +63,17 @@ impl Validator<'_> {
         }))
     }
 
-    fn jwt(&self, j: crate::config::file::FileJwt) -> Result<JwtSettings, ConfigError> {
+    pub(super) fn jwt(
+        &self,
+        j: crate::config::file::FileJwt,
+        prefix: &str,
+    ) -> Result<JwtSettings, ConfigError> {
         use crate::config::file::OneOrMany;
         let issuer = match j.issuer {
             Some(s) if !s.trim().is_empty() => s,
             _ => {
                 return Err(self.invalid(
-                    "identity.jwt.issuer",
+                    &format!("{prefix}.issuer"),
                     format!("missing: give the `iss` your identity provider writes into tokens; {JWT_EXAMPLE}"),
                 ));
             }
@@ -81,25 +85,25 @@ impl Validator<'_> {
         };
         if audience.is_empty() || audience.iter().any(|a| a.trim().is_empty()) {
             return Err(self.invalid(
-                "identity.jwt.audience",
+                &format!("{prefix}.audience"),
                 "missing or empty: give the `aud` tokens for this gateway carry (a string or a list);                  without it a token issued for any other service would be accepted",
             ));
         }
         let jwks = match (j.jwks_url, j.jwks_file) {
             (Some(_), Some(_)) => {
                 return Err(self.invalid(
-                    "identity.jwt.jwks_url",
+                    &format!("{prefix}.jwks_url"),
                     "`jwks_url` and `jwks_file` are mutually exclusive: keep one",
                 ));
             }
             (None, None) => {
                 return Err(self.invalid(
-                    "identity.jwt",
+                    prefix,
                     format!("needs `jwks_url` or `jwks_file` (the keys tokens are signed with); {JWT_EXAMPLE}"),
                 ));
             }
             (None, Some(f)) => JwksSource::File(PathBuf::from(f)),
-            (Some(u), None) => JwksSource::Url(self.jwks_url(&u)?),
+            (Some(u), None) => JwksSource::Url(self.jwks_url(&u, prefix)?),
         };
         let algorithms = match j.algorithms {
             None => vec![
@@ -109,30 +113,30 @@ impl Validator<'_> {
             ],
             Some(list) if list.is_empty() => {
                 return Err(self.invalid(
-                    "identity.jwt.algorithms",
+                    &format!("{prefix}.algorithms"),
                     "is empty, so no token could be accepted: list e.g. [RS256, ES256], or remove it for the default",
                 ));
             }
             Some(list) => list
                 .iter()
-                .map(|name| self.jwt_algorithm(name))
+                .map(|name| self.jwt_algorithm(name, prefix))
                 .collect::<Result<_, _>>()?,
         };
         let claims = j.claims.unwrap_or_default();
         if let Some(c) = claims.iter().find(|c| c.trim().is_empty() || *c == "sub") {
             return Err(self.invalid(
-                "identity.jwt.claims",
+                &format!("{prefix}.claims"),
                 format!("`{c}`: list claim names such as email, groups (`sub` is always the principal's subject)"),
             ));
         }
-        let refresh = self.duration("identity.jwt.refresh", j.refresh.as_deref(), 600)?;
+        let refresh = self.duration(&format!("{prefix}.refresh"), j.refresh.as_deref(), 600)?;
         if refresh < Duration::from_secs(10) {
-            return Err(self.invalid("identity.jwt.refresh", "must be at least 10s"));
+            return Err(self.invalid(&format!("{prefix}.refresh"), "must be at least 10s"));
         }
-        let leeway = self.duration("identity.jwt.leeway", j.leeway.as_deref(), 30)?;
+        let leeway = self.duration(&format!("{prefix}.leeway"), j.leeway.as_deref(), 30)?;
         if leeway > Duration::from_secs(300) {
             return Err(self.invalid(
-                "identity.jwt.leeway",
+                &format!("{prefix}.leeway"),
                 "must be at most 5m: it lets expired tokens through for that long",
             ));
         }
@@ -148,7 +152,11 @@ impl Validator<'_> {
         })
     }
 
-    fn jwt_algorithm(&self, name: &str) -> Result<jsonwebtoken::Algorithm, ConfigError> {
+    fn jwt_algorithm(
+        &self,
+        name: &str,
+        prefix: &str,
+    ) -> Result<jsonwebtoken::Algorithm, ConfigError> {
         if let Some((_, a)) = JWT_ALGORITHMS.iter().find(|(n, _)| *n == name) {
             return Ok(*a);
         }
@@ -167,13 +175,13 @@ impl Validator<'_> {
                 known.collect::<Vec<_>>().join(", ")
             )
         };
-        Err(self.invalid("identity.jwt.algorithms", format!("`{name}`: {why}")))
+        Err(self.invalid(&format!("{prefix}.algorithms"), format!("`{name}`: {why}")))
     }
 
-    fn jwks_url(&self, u: &str) -> Result<http::Uri, ConfigError> {
+    fn jwks_url(&self, u: &str, prefix: &str) -> Result<http::Uri, ConfigError> {
         let bad = |why: &str| {
             self.invalid(
-                "identity.jwt.jwks_url",
+                &format!("{prefix}.jwks_url"),
                 format!("`{u}` {why}; write e.g. https://idp.example.com/.well-known/jwks.json"),
             )
         };
