@@ -22,6 +22,7 @@ pub mod identity;
 pub mod mcp;
 pub mod metrics;
 pub mod otel;
+pub mod outbound;
 pub mod pipeline;
 pub mod policy;
 pub mod reload;

@@ -1,15 +1,16 @@
-//! Telling someone a call waits for approval: a JSON POST to the configured webhook, on its own task so it
-//! never delays the call. Retried with exponential backoff (500 ms, 1 s, 2 s, …) up to `attempts`; the
-//! result (delivered or not, attempts, last error) is an `approval_notified` audit record, and failures are
-//! logged.
+//! Telling someone a call waits for approval: a JSON POST to the configured webhook (`http` or `https`,
+//! through [`crate::outbound`]), on its own task so it never delays the call. Retried with exponential backoff
+//! (500 ms, 1 s, 2 s, …) up to `attempts`; the result (delivered or not, attempts, last error) is an
+//! `approval_notified` audit record, and failures are logged. With `secret_file`, each POST carries
+//! `X-MCP-Gateway-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 over "<t>.<body>">` so the receiver can
+//! check it came from the gateway and is fresh.
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hmac::{Hmac, Mac};
 use serde_json::json;
+use sha2::Sha256;
 
 use super::store::Approval;
 use super::{record, rfc3339};
@@ -19,6 +20,25 @@ use crate::config::Webhook;
 
 /// Deadline of one delivery attempt.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The header carrying the notification's signature (with `secret_file`).
+pub const SIGNATURE_HEADER: &str = "x-mcp-gateway-signature";
+
+/// `t=<unix seconds>,v1=<hex HMAC-SHA256 over "<t>.<body>">`.
+pub fn signature(secret: &[u8], t: u64, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
+    mac.update(t.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
 
 /// The JSON body of a notification.
 pub fn payload(a: &Approval) -> serde_json::Value {
@@ -43,28 +63,32 @@ pub fn payload(a: &Approval) -> serde_json::Value {
 pub fn spawn(hook: Webhook, a: Approval, auditor: Auditor) {
     tokio::spawn(async move {
         let body = Bytes::from(payload(&a).to_string());
-        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
         let mut backoff = Duration::from_millis(500);
         let mut last_error = None;
         let mut attempts = 0;
         for attempt in 1..=hook.attempts {
             attempts = attempt;
-            let req = http::Request::post(hook.url.clone())
-                .header(http::header::CONTENT_TYPE, "application/json")
-                .header(
-                    http::header::USER_AGENT,
-                    concat!("mcp-gateway/", env!("CARGO_PKG_VERSION")),
-                )
-                .body(Full::new(body.clone()))
-                .expect("a valid request");
+            let mut headers = vec![(http::header::CONTENT_TYPE, "application/json".to_owned())];
+            if let Some(secret) = &hook.secret {
+                headers.push((
+                    http::HeaderName::from_static(SIGNATURE_HEADER),
+                    signature(secret, unix_now(), &body),
+                ));
+            }
             let outcome = tokio::time::timeout(ATTEMPT_TIMEOUT, async {
-                let resp = client.request(req).await.map_err(|e| e.to_string())?;
-                let status = resp.status();
-                let _ = resp.into_body().collect().await;
-                if status.is_success() {
+                let answer = crate::outbound::request(
+                    &hook.url,
+                    hook.ca_file.as_deref(),
+                    http::Method::POST,
+                    &headers,
+                    body.clone(),
+                    64 << 10,
+                )
+                .await?;
+                if answer.status.is_success() {
                     Ok(())
                 } else {
-                    Err(format!("the webhook answered HTTP {status}"))
+                    Err(format!("the webhook answered HTTP {}", answer.status))
                 }
             })
             .await

@@ -145,10 +145,15 @@ pub struct FileApproverRole {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileWebhook {
-    /// `http://host:port/path` (plain HTTP; put a relay in front of an HTTPS endpoint).
+    /// `https://host/path` or `http://host:port/path`.
     pub url: String,
     /// Attempts before giving up (with exponential backoff from 500ms). Default 5.
     pub attempts: Option<u32>,
+    /// Extra PEM root certificates for an `https` webhook (the system's are always trusted).
+    pub ca_file: Option<String>,
+    /// A file holding a shared secret (at least 16 bytes): every notification then carries
+    /// `X-MCP-Gateway-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`.
+    pub secret_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

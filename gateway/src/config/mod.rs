@@ -161,10 +161,24 @@ pub struct ApproverJwt {
     pub role: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Webhook {
     pub url: http::Uri,
     pub attempts: u32,
+    pub ca_file: Option<PathBuf>,
+    /// The signing secret (`secret_file`); never logged.
+    pub secret: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webhook")
+            .field("url", &self.url)
+            .field("attempts", &self.attempts)
+            .field("ca_file", &self.ca_file)
+            .field("signed", &self.secret.is_some())
+            .finish()
+    }
 }
 
 #[derive(Clone, PartialEq, Eq)]

@@ -13,8 +13,6 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::rt::TokioIo;
 use jsonwebtoken::jwk::{Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
@@ -264,79 +262,17 @@ fn parse(bytes: &[u8]) -> Result<Vec<Key>, String> {
 
 /// One GET: https (system CAs plus `ca_file`) or http (loopback only, checked at config load).
 async fn get(uri: &http::Uri, ca_file: Option<&std::path::Path>) -> Result<Bytes, String> {
-    let host = uri.host().ok_or("no host")?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let https = uri.scheme_str() == Some("https");
-    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-    let tcp = tokio::net::TcpStream::connect((host, port))
-        .await
-        .map_err(|e| format!("cannot connect to {host}:{port}: {e}"))?;
-    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let authority = uri.authority().map(|a| a.as_str()).unwrap_or(host);
-    let req = http::Request::get(path)
-        .header(http::header::HOST, authority)
-        .header(http::header::ACCEPT, "application/json")
-        .header(http::header::USER_AGENT, "mcp-gateway")
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| e.to_string())?;
-    let resp = if https {
-        let tls = tls_connector(ca_file)?;
-        let name = rustls_pki_types::ServerName::try_from(host.to_owned())
-            .map_err(|e| format!("bad server name: {e}"))?;
-        let stream = tls
-            .connect(name, tcp)
-            .await
-            .map_err(|e| format!("TLS: {e}"))?;
-        send(TokioIo::new(stream), req).await?
-    } else {
-        send(TokioIo::new(tcp), req).await?
-    };
-    if resp.status() != http::StatusCode::OK {
-        return Err(format!("HTTP {}", resp.status()));
+    let answer = crate::outbound::request(
+        uri,
+        ca_file,
+        http::Method::GET,
+        &[(http::header::ACCEPT, "application/json".to_owned())],
+        Bytes::new(),
+        MAX_BYTES,
+    )
+    .await?;
+    if answer.status != http::StatusCode::OK {
+        return Err(format!("HTTP {}", answer.status));
     }
-    Limited::new(resp.into_body(), MAX_BYTES)
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .map_err(|e| format!("reading the answer: {e}"))
-}
-
-async fn send<S>(
-    io: TokioIo<S>,
-    req: http::Request<Empty<Bytes>>,
-) -> Result<http::Response<hyper::body::Incoming>, String>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
-    sender.send_request(req).await.map_err(|e| e.to_string())
-}
-
-fn tls_connector(ca_file: Option<&std::path::Path>) -> Result<tokio_rustls::TlsConnector, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_native_certs::load_native_certs().certs {
-        let _ = roots.add(cert);
-    }
-    if let Some(path) = ca_file {
-        use rustls_pki_types::pem::PemObject;
-        let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
-            .map_err(|e| format!("cannot read jwks_ca_file {}: {e}", path.display()))?;
-        for c in certs {
-            let c = c.map_err(|e| format!("jwks_ca_file {}: {e}", path.display()))?;
-            roots
-                .add(c)
-                .map_err(|e| format!("jwks_ca_file {}: {e}", path.display()))?;
-        }
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+    Ok(answer.body)
 }

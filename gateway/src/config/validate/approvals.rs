@@ -97,17 +97,56 @@ impl Validator<'_> {
                         format!("`{}` is not a URL ({e})", w.url),
                     )
                 })?;
-                if url.scheme_str() != Some("http") || url.host().is_none() {
+                if !matches!(url.scheme_str(), Some("http" | "https")) || url.host().is_none() {
                     return Err(self.invalid(
                         "approvals.webhook.url",
-                        format!("`{}`: only http://host[:port]/path is supported (put a relay in front of an HTTPS endpoint)", w.url),
+                        format!(
+                            "`{}`: give https://host[:port]/path or http://host[:port]/path",
+                            w.url
+                        ),
                     ));
                 }
                 let attempts = w.attempts.unwrap_or(5);
                 if attempts == 0 {
                     return Err(self.invalid("approvals.webhook.attempts", "must be at least 1"));
                 }
-                Some(Webhook { url, attempts })
+                let ca_file = match w.ca_file {
+                    None => None,
+                    Some(f) => {
+                        if url.scheme_str() != Some("https") {
+                            return Err(self.invalid(
+                                "approvals.webhook.ca_file",
+                                "is only used with an https:// url",
+                            ));
+                        }
+                        std::fs::metadata(&f).map_err(|e| {
+                            self.invalid("approvals.webhook.ca_file", format!("{f}: {e}"))
+                        })?;
+                        Some(PathBuf::from(f))
+                    }
+                };
+                let secret = match w.secret_file {
+                    None => None,
+                    Some(f) => {
+                        let s = std::fs::read(&f).map_err(|e| {
+                            self.invalid("approvals.webhook.secret_file", format!("{f}: {e}"))
+                        })?;
+                        let s = s.trim_ascii_end().to_vec();
+                        if s.len() < 16 {
+                            return Err(self.invalid(
+                                "approvals.webhook.secret_file",
+                                format!("{f} holds fewer than 16 bytes"),
+                            ));
+                        }
+                        Some(s)
+                    }
+                };
+                Some(Webhook {
+                    url,
+                    attempts,
+                    ca_file,
+                    secret,
+                })
             }
         };
         let mut approvers: Vec<Approver> = Vec::with_capacity(a.approvers.len());
