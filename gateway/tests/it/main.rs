@@ -6,12 +6,14 @@ mod audit_support;
 mod common;
 
 mod admin;
+mod admin_reload;
 mod approval_store;
 mod approvals;
 mod approvals_jwt;
 mod approvals_replicas;
 mod approvals_webhook;
 mod audit;
+mod audit_crash;
 mod audit_outcome;
 mod audit_pipeline;
 mod audit_sync;
