@@ -185,7 +185,7 @@ pub fn error(ctx: &RequestCtx, err: &GatewayError) -> Response<Body> {
     }
     let body = json!({
         "jsonrpc": "2.0",
-        "id": ctx.rpc_id.as_ref().map(|i| i.to_value()).unwrap_or(Value::Null),
+        "id": request_id_value(ctx),
         "error": { "code": code, "message": message, "data": data },
     });
     let mut resp = json_response(status, &body);
@@ -342,28 +342,26 @@ pub fn tool_error(ctx: &RequestCtx, modern: bool, text: &str) -> Response<Body> 
     if modern {
         result["resultType"] = json!("complete");
     }
-    let rpc_id = ctx
-        .rpc_id
-        .as_ref()
-        .map(|i| i.to_value())
-        .unwrap_or(Value::Null);
     json_response(
         StatusCode::OK,
-        &json!({"jsonrpc": "2.0", "id": rpc_id, "result": result}),
+        &json!({"jsonrpc": "2.0", "id": request_id_value(ctx), "result": result}),
     )
+}
+
+/// The JSON-RPC id of the request being answered (`null` when it has none).
+fn request_id_value(ctx: &RequestCtx) -> Value {
+    ctx.rpc_id
+        .as_ref()
+        .map(|i| i.to_value())
+        .unwrap_or(Value::Null)
 }
 
 /// A 2026-07-28 `input_required` result: the client fulfils `request` (under `key`) and retries the call
 /// with the answer and `state` (caller confirmation, `approvals/caller.rs`).
 pub fn input_required(ctx: &RequestCtx, key: &str, request: Value, state: &str) -> Response<Body> {
-    let rpc_id = ctx
-        .rpc_id
-        .as_ref()
-        .map(|i| i.to_value())
-        .unwrap_or(Value::Null);
     json_response(
         StatusCode::OK,
-        &json!({"jsonrpc": "2.0", "id": rpc_id, "result": {
+        &json!({"jsonrpc": "2.0", "id": request_id_value(ctx), "result": {
             "resultType": "input_required",
             "inputRequests": {key: request},
             "requestState": state,
@@ -418,18 +416,5 @@ pub fn approval_answer(
              was not executed; retry later. Gateway request id: {rid}."
         ),
     };
-    let modern = refused.inbound.is_modern();
-    let rpc_id = ctx
-        .rpc_id
-        .as_ref()
-        .map(|i| i.to_value())
-        .unwrap_or(Value::Null);
-    let mut result = json!({"content": [{"type": "text", "text": text}], "isError": true});
-    if modern {
-        result["resultType"] = json!("complete");
-    }
-    json_response(
-        StatusCode::OK,
-        &json!({"jsonrpc": "2.0", "id": rpc_id, "result": result}),
-    )
+    tool_error(ctx, refused.inbound.is_modern(), &text)
 }

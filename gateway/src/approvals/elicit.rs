@@ -8,8 +8,7 @@
 //! answer within `caller_confirmation.expire`, or a stream the client closed, ends it unforwarded.
 
 use bytes::Bytes;
-use http::{HeaderValue, Response, header};
-use http_body_util::BodyExt;
+use http::Response;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 
@@ -17,7 +16,7 @@ use super::caller::{
     Answer, CallerConfirm, Confirmation, Confirmed, ELICIT_ID_PREFIX, Step, Via, Waiting,
     declined_text, elicitation, new_id, release, requested,
 };
-use super::hold::{self, ChannelBody, Held};
+use super::hold::{self, Held};
 use super::now_ms;
 use super::store::Millis;
 use crate::audit::ApprovalEvent;
@@ -200,13 +199,5 @@ pub async fn ask_legacy(held: Held, ctx: &mut RequestCtx) -> Result<Response<Bod
         };
         hold::relay(resp, tx).await;
     });
-    let mut resp = Response::new(ChannelBody(rx).boxed());
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    Ok(resp)
+    Ok(hold::sse_response(rx))
 }

@@ -294,6 +294,11 @@ pub async fn respond(held: Held, ctx: &mut RequestCtx) -> Result<Response<Body>,
         };
         relay(resp, tx).await;
     });
+    Ok(sse_response(rx))
+}
+
+/// A 200 SSE answer fed by `rx`, unbuffered by proxies (a held call's, or a caller confirmation's stream).
+pub(super) fn sse_response(rx: mpsc::Receiver<Bytes>) -> Response<Body> {
     let mut resp = Response::new(ChannelBody(rx).boxed());
     let h = resp.headers_mut();
     h.insert(
@@ -303,7 +308,7 @@ pub async fn respond(held: Held, ctx: &mut RequestCtx) -> Result<Response<Body>,
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
     *resp.status_mut() = StatusCode::OK;
-    Ok(resp)
+    resp
 }
 
 async fn run(held: Held, ctx: &mut RequestCtx) -> Result<Response<Body>, GatewayError> {

@@ -497,18 +497,10 @@ impl ApprovalStore for PostgresStore {
                 .await?;
             match moved {
                 Some(a) => Ok(a),
-                None => match self.get_one(&id).await? {
-                    None => Err(StoreError::NotFound(id)),
-                    // Pending but past its expiry: the sweeper will record it; it cannot be decided.
-                    Some(a) if a.status == Status::Pending => Err(StoreError::NotPending {
-                        id,
-                        status: Status::Expired,
-                    }),
-                    Some(a) => Err(StoreError::NotPending {
-                        id,
-                        status: a.status,
-                    }),
-                },
+                None => {
+                    let current = self.get_one(&id).await?;
+                    Err(StoreError::undecided(id, current))
+                }
             }
         })
     }

@@ -222,18 +222,10 @@ impl ApprovalStore for SqliteStore {
                 .map_err(backend)?;
             match moved {
                 Some(a) => Ok(a),
-                None => match get(c, &id)? {
-                    None => Err(StoreError::NotFound(id)),
-                    // Pending but past its expiry: the sweeper will record it; it cannot be decided.
-                    Some(a) if a.status == Status::Pending => Err(StoreError::NotPending {
-                        id,
-                        status: Status::Expired,
-                    }),
-                    Some(a) => Err(StoreError::NotPending {
-                        id,
-                        status: a.status,
-                    }),
-                },
+                None => {
+                    let current = get(c, &id)?;
+                    Err(StoreError::undecided(id, current))
+                }
             }
         })
     }

@@ -140,6 +140,24 @@ pub enum StoreError {
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
+impl StoreError {
+    /// Why `decide` moved nothing, given the request as it now is (`current`): none such, already decided,
+    /// or still pending but past its expiry (the sweeper records that; it can no longer be decided).
+    pub fn undecided(id: String, current: Option<Approval>) -> StoreError {
+        match current {
+            None => StoreError::NotFound(id),
+            Some(a) if a.status == Status::Pending => StoreError::NotPending {
+                id,
+                status: Status::Expired,
+            },
+            Some(a) => StoreError::NotPending {
+                id,
+                status: a.status,
+            },
+        }
+    }
+}
+
 /// Approval state, shared by every gateway replica that uses the same backend.
 pub trait ApprovalStore: Send + Sync + std::fmt::Debug + 'static {
     /// Stores a new pending request.

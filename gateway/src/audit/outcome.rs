@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::{Response, header};
+use http::Response;
 use http_body_util::BodyExt as _;
 use hyper::body::{Body as _, Frame, SizeHint};
 use serde::Deserialize;
@@ -53,7 +53,7 @@ impl Outcome {
         let status = resp.status().as_u16();
         let scan = if !self.tool_call || !resp.status().is_success() {
             Scan::Off
-        } else if is_sse(&resp) {
+        } else if crate::filter::is_sse(&resp) {
             Scan::Sse(EventSplitter::default())
         } else {
             Scan::Json(Vec::new())
@@ -74,13 +74,6 @@ impl Outcome {
             .boxed()
         })
     }
-}
-
-fn is_sse<B>(resp: &Response<B>) -> bool {
-    resp.headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim_start().starts_with("text/event-stream"))
 }
 
 /// The answer's body, passed through; its end (or its loss) writes the outcome record.

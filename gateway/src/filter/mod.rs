@@ -49,7 +49,7 @@ pub struct ResponseFilter {
 }
 
 /// Whether a response is an SSE stream.
-pub fn is_sse(resp: &Response<Incoming>) -> bool {
+pub fn is_sse<B>(resp: &Response<B>) -> bool {
     resp.headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
