@@ -43,7 +43,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
 use tokio::sync::{Semaphore, oneshot};
@@ -155,6 +155,8 @@ pub struct Metrics {
     pub records: u64,
     /// `fdatasync` calls on segment files (one per batch with a waiter, plus owed syncs).
     pub batches: u64,
+    /// `write` calls of batches to segment files.
+    pub writes: u64,
     pub bytes: u64,
     /// Batches whose write or sync failed.
     pub failed_batches: u64,
@@ -166,6 +168,7 @@ pub struct Metrics {
 struct Counters {
     records: AtomicU64,
     batches: AtomicU64,
+    writes: AtomicU64,
     bytes: AtomicU64,
     failed_batches: AtomicU64,
     refused: AtomicU64,
@@ -197,8 +200,15 @@ struct Msg {
 #[derive(Default)]
 struct QueueState {
     items: VecDeque<Msg>,
+    /// How many of `items` someone waits for: the writer is woken for these at once.
+    waited: usize,
+    /// When the oldest queued record nobody waits for was queued. Such records do not wake the writer; they
+    /// ride with the next waited-for batch, or are written and synced once [`writer::OWED_SYNC_WITHIN`] old.
+    later_since: Option<Instant>,
     closing: bool,
     writer_waiting: bool,
+    /// When the sleeping writer wakes by itself.
+    writer_wakes_at: Option<Instant>,
     close_waiters: Vec<oneshot::Sender<()>>,
     done: bool,
 }
@@ -227,8 +237,19 @@ impl Shared {
         if q.closing {
             return Err(msg);
         }
+        let wake = if msg.reply.is_some() {
+            q.waited += 1;
+            true
+        } else {
+            let since = *q.later_since.get_or_insert_with(Instant::now);
+            // Wake the writer only if it would otherwise sleep past this record's deadline, or if many
+            // such records are queued.
+            q.writer_wakes_at
+                .is_none_or(|t| t > since + writer::OWED_SYNC_WITHIN)
+                || q.items.len() + 1 >= writer::LATER_BATCH
+        };
         q.items.push_back(msg);
-        if q.writer_waiting {
+        if wake && q.writer_waiting {
             q.writer_waiting = false;
             self.wake.notify_one();
         }
@@ -358,6 +379,7 @@ impl AuditLog {
         Metrics {
             records: c.records.load(Ordering::Relaxed),
             batches: c.batches.load(Ordering::Relaxed),
+            writes: c.writes.load(Ordering::Relaxed),
             bytes: c.bytes.load(Ordering::Relaxed),
             failed_batches: c.failed_batches.load(Ordering::Relaxed),
             refused: c.refused.load(Ordering::Relaxed),

@@ -5,10 +5,11 @@
 //! `write`, calls `fdatasync` once, and answers every waiter of the batch. Queue permits (the backpressure
 //! bound) are handed back only once a batch is finished, so "in flight" counts records being written too.
 //!
-//! A batch nobody waits for (only records queued with `append_later`, e.g. outcomes) is written but not
-//! synced: its sync is owed, and paid by the next batch that has a waiter, before a rotation or close, or
-//! after [`OWED_SYNC_WITHIN`] at the latest. On this VM an `fdatasync` costs ~50 µs of CPU, and a decision
-//! arriving while the writer syncs outcomes would otherwise wait for that sync to end first.
+//! Records nobody waits for (queued with `append_later`, e.g. outcomes) do not wake the writer: they ride with
+//! the next batch that has a waiter, and are written and synced by themselves only once [`OWED_SYNC_WITHIN`]
+//! old (or when [`LATER_BATCH`] of them are queued: then they are written, and their sync is owed until the
+//! next waited-for batch, a rotation or close, or that deadline). On this VM an `fdatasync` costs ~50 µs of
+//! CPU, and a decision arriving while the writer syncs outcomes would otherwise wait for that sync to end.
 //!
 //! On a failed write or sync the file descriptor is dropped, never synced again (after a failed `fsync` the
 //! kernel may have discarded the dirty pages and a second `fsync` would wrongly succeed — PostgreSQL's
@@ -37,8 +38,11 @@ use super::{AuditConfig, AuditError, Durable, Health, Msg, Shared};
 /// Least time between two attempts to open a fresh segment while failing.
 pub const RETRY_EVERY: Duration = Duration::from_millis(50);
 
-/// Longest time a written record nobody waits for stays unsynced.
+/// Longest time a record nobody waits for stays queued or unsynced.
 pub const OWED_SYNC_WITHIN: Duration = Duration::from_millis(20);
+
+/// Queued records nobody waits for that make the writer write them without waiting for a waited-for one.
+pub const LATER_BATCH: usize = 256;
 
 struct Failure {
     since: OffsetDateTime,
@@ -161,14 +165,16 @@ impl Writer {
 
     pub(super) fn run(mut self) {
         loop {
-            let (batch, closing) = {
+            let (batch, later_since, closing) = {
                 let mut q = self.shared.lock();
-                while q.items.is_empty() && !q.closing {
-                    let t = self.next_timer();
+                // Records nobody waits for do not end the sleep (see `Shared::push`) until they are due.
+                while q.waited == 0 && !q.closing && q.items.len() < LATER_BATCH {
+                    let t = self.next_timer(q.later_since);
                     if t.is_zero() {
                         break;
                     }
                     q.writer_waiting = true;
+                    q.writer_wakes_at = Some(Instant::now() + t);
                     let (g, res) = self
                         .shared
                         .wake
@@ -176,14 +182,20 @@ impl Writer {
                         .unwrap_or_else(PoisonError::into_inner);
                     q = g;
                     q.writer_waiting = false;
+                    q.writer_wakes_at = None;
                     if res.timed_out() {
                         break;
                     }
                 }
-                (std::mem::take(&mut q.items), q.closing)
+                q.waited = 0;
+                (
+                    std::mem::take(&mut q.items),
+                    q.later_since.take(),
+                    q.closing,
+                )
             };
             if !batch.is_empty() {
-                self.write_batch(batch, false);
+                self.write_batch(batch, later_since, false);
             }
             if closing
                 || self
@@ -196,7 +208,7 @@ impl Writer {
                 && self.since_checkpoint > 0
                 && (closing || self.last_checkpoint.elapsed() >= self.cfg.checkpoint_interval)
             {
-                self.write_batch(VecDeque::new(), true);
+                self.write_batch(VecDeque::new(), None, true);
             }
             if closing {
                 // Pushes are refused once `closing` is set, and this batch was taken after it was.
@@ -212,8 +224,8 @@ impl Writer {
         }
     }
 
-    /// How long until a checkpoint or an owed sync is due (an hour if none can be).
-    fn next_timer(&self) -> Duration {
+    /// How long until a checkpoint, an owed sync or queued unwaited records are due (an hour if none can be).
+    fn next_timer(&self, later_since: Option<Instant>) -> Duration {
         let checkpoint = if self.since_checkpoint > 0 && self.failure.is_none() {
             self.cfg
                 .checkpoint_interval
@@ -221,7 +233,7 @@ impl Writer {
         } else {
             Duration::from_secs(3600)
         };
-        match self.owed_since {
+        match self.owed_since.into_iter().chain(later_since).min() {
             Some(t) => checkpoint.min(OWED_SYNC_WITHIN.saturating_sub(t.elapsed())),
             None => checkpoint,
         }
@@ -259,15 +271,26 @@ impl Writer {
         }
     }
 
-    fn write_batch(&mut self, batch: VecDeque<Msg>, force_checkpoint: bool) {
+    /// `later_since`: when the batch's oldest record nobody waits for was queued.
+    fn write_batch(
+        &mut self,
+        batch: VecDeque<Msg>,
+        later_since: Option<Instant>,
+        force_checkpoint: bool,
+    ) {
         let permits = batch.iter().filter(|m| m.permit).count();
-        self.write_batch_inner(batch, force_checkpoint);
+        self.write_batch_inner(batch, later_since, force_checkpoint);
         if permits > 0 {
             self.shared.permits.add_permits(permits);
         }
     }
 
-    fn write_batch_inner(&mut self, batch: VecDeque<Msg>, force_checkpoint: bool) {
+    fn write_batch_inner(
+        &mut self,
+        batch: VecDeque<Msg>,
+        later_since: Option<Instant>,
+        force_checkpoint: bool,
+    ) {
         if self.failure.is_some() && !self.try_recover() {
             self.refuse(batch);
             return;
@@ -301,8 +324,16 @@ impl Writer {
             None
         };
 
-        // Synced now if anyone waits (or a checkpoint is in it); otherwise owed (see the module docs).
-        let sync = checkpoint.is_some() || batch.iter().any(|m| m.reply.is_some());
+        // Synced now if anyone waits (or a checkpoint is in it, or an owed sync is due); otherwise owed (see
+        // the module docs), counted from when the oldest unwaited record was queued.
+        if let Some(t) = later_since {
+            self.owed_since = Some(self.owed_since.map_or(t, |o| o.min(t)));
+        }
+        let sync = checkpoint.is_some()
+            || batch.iter().any(|m| m.reply.is_some())
+            || self
+                .owed_since
+                .is_some_and(|t| t.elapsed() >= OWED_SYNC_WITHIN);
         let started = Instant::now();
         let written = file
             .write_all(&self.buf)
@@ -313,6 +344,7 @@ impl Writer {
                 c.records
                     .fetch_add(self.next_seq - first, Ordering::Relaxed);
                 c.bytes.fetch_add(self.buf.len() as u64, Ordering::Relaxed);
+                c.writes.fetch_add(1, Ordering::Relaxed);
                 self.file = Some(file);
                 self.segment_size += self.buf.len() as u64;
                 if sync {
@@ -494,6 +526,7 @@ impl Writer {
     fn enter_failure(&mut self, e: io::Error, lost: Option<(u64, u64)>) -> Arc<io::Error> {
         let err = Arc::new(e);
         self.file = None;
+        self.owed_since = None; // the owed records are among the lost ones
         self.head = self.durable_head;
         self.since_checkpoint = 0;
         let since = OffsetDateTime::now_utc();
