@@ -453,6 +453,11 @@ pub fn render(live: &Live) -> String {
                 m.bytes,
             ),
             (
+                "mcp_gateway_audit_writes_total",
+                "write calls to audit segments (each batch is one; records nobody waits for ride along).",
+                m.writes,
+            ),
+            (
                 "mcp_gateway_audit_failed_batches_total",
                 "Audit batches whose write or sync failed.",
                 m.failed_batches,
