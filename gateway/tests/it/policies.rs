@@ -458,6 +458,75 @@ async fn hostile_policies_fail_closed_while_another_route_keeps_serving() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_the_contract_does_not_allow_is_refused_and_nothing_is_forwarded() {
+    // The hostile fixture's `answer_hidden` answers `hidden` to every message, bypassing the SDK. For a
+    // `tools/call` that is an answer (the tool is hidden); for anything else the contract does not allow it.
+    let policies = format!(
+        "  modules:\n    rogue: {{ path: {}, settings: {{ mode: answer_hidden }} }}\n",
+        wasm("hostile_policy").display()
+    );
+    let (routes, seen) = sample_route("rogue", "[rogue]").await;
+    let gw = bind(&policies, &routes).await.unwrap();
+    let kind = mcp_gateway::telemetry::POLICY_FAILURE_KINDS
+        .iter()
+        .position(|k| *k == "bad_answer")
+        .unwrap();
+    let failures = || mcp_gateway::telemetry::COUNTERS.policy_failures[kind].load(Ordering::SeqCst);
+    let failures_before = failures();
+
+    for (i, method) in ["tools/list", "ping", "resources/list"]
+        .into_iter()
+        .enumerate()
+    {
+        let (status, v) = call(
+            &gw,
+            "rogue",
+            json!({"jsonrpc": "2.0", "id": i, "method": method, "params": {}}),
+            &[],
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{method}: never a 4xx: {v}");
+        assert_eq!(v["error"]["code"], -31001, "{method}: {v}");
+        let message = v["error"]["message"].as_str().unwrap_or("");
+        assert!(
+            message.contains("Blocked by policy 'rogue'")
+                && message.contains("an answer the contract does not allow")
+                && message.contains("not a tools/call"),
+            "{method}: {message}"
+        );
+    }
+    assert_eq!(
+        seen.requests.load(Ordering::SeqCst),
+        0,
+        "a refused message reached the upstream"
+    );
+    // To a tools/call, `hidden` is a valid answer: the tool does not exist for this caller. (The gateway may
+    // fetch the upstream's `tools/list` for the tool's annotations; the call itself is never forwarded.)
+    let (status, v) = call(
+        &gw,
+        "rogue",
+        tool_call(9, "search_docs", json!({"query": "q"})),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["error"]["code"], -32602, "{v}");
+    assert_eq!(v["error"]["message"], "Unknown tool: search_docs", "{v}");
+
+    assert!(
+        seen.tool_calls.lock().unwrap().is_empty(),
+        "a hidden tool was called upstream"
+    );
+    assert!(
+        failures() >= failures_before + 3,
+        "bad answers not counted: {} → {}",
+        failures_before,
+        failures()
+    );
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn modules_that_must_not_serve_stop_the_start() {
     let route = "  crm: { upstream: 'http://127.0.0.1:9', policies: [p] }\n";
     let e = bind(

@@ -17,6 +17,10 @@
 //! * `allow`: allows; `deny`: denies with the reason `hostile policy: deny mode`.
 //! * `deny_server_requests`: allows client→server messages, denies requests the server makes of the client.
 //! * `echo_principal`: denies with the principal it was given as the reason.
+//! * `answer_hidden`: answers the contract's `hidden` to *every* message — which the SDK only ever answers to a
+//!   `tools/call` of a hidden tool, so this mode bypasses the SDK (see `raw` below). For a `tools/call` that
+//!   is a valid answer (the tool is hidden); for anything else the gateway must refuse it (`bad_answer`).
+//!   Natively (through `policy_sdk::run`) it allows.
 //!
 //! `hidden_tools_mode` does the same in `hidden-tools` (`allow` hides nothing, `deny` hides every tool,
 //! `oversized` returns one oversized name), and `validate_mode` in `validate-settings` (`deny` or `oversized`
@@ -41,6 +45,8 @@ pub enum Mode {
     /// Denies, with the caller's principal as the reason (`principal=<sub> claims=<json>` or
     /// `principal=none`), so tests can see what the gateway told the policy.
     EchoPrincipal,
+    /// Answers `hidden` to every message (on wasm only; see the module docs).
+    AnswerHidden,
 }
 
 #[derive(Debug, Deserialize)]
@@ -83,7 +89,8 @@ fn misbehave(mode: Mode, export: &str) {
         | Mode::Allow
         | Mode::Deny
         | Mode::DenyServerRequests
-        | Mode::EchoPrincipal => {}
+        | Mode::EchoPrincipal
+        | Mode::AnswerHidden => {}
     }
 }
 
@@ -136,7 +143,45 @@ impl Policy for Hostile {
     }
 }
 
+// Not `policy_sdk::export_policy!(Hostile)`: the component's exports go through `raw::Raw`, which is the SDK's
+// adapter for `Hostile` except where `answer_hidden` breaks the contract on purpose.
+#[cfg(not(target_arch = "wasm32"))]
 policy_sdk::export_policy!(Hostile);
+
+/// The component's exports: the SDK's adapter, except that mode `answer_hidden` answers `hidden` to any
+/// message, which no policy written with the SDK can.
+#[cfg(target_arch = "wasm32")]
+mod raw {
+    use policy_sdk::bindings::mcp::policy::types as wit;
+    use policy_sdk::bindings::{Adapter, Guest};
+
+    type Sdk = Adapter<super::Hostile>;
+
+    pub struct Raw;
+
+    impl Guest for Raw {
+        fn validate_settings(settings: String) -> Result<(), String> {
+            Sdk::validate_settings(settings)
+        }
+
+        fn evaluate(settings: String, request: wit::Request) -> wit::Decision {
+            match serde_json::from_str::<super::Settings>(&settings) {
+                Ok(s) if s.mode == super::Mode::AnswerHidden => wit::Decision::Hidden,
+                _ => Sdk::evaluate(settings, request),
+            }
+        }
+
+        fn hidden_tools(
+            settings: String,
+            context: wit::RequestContext,
+            tools: Vec<wit::ToolInfo>,
+        ) -> Vec<String> {
+            Sdk::hidden_tools(settings, context, tools)
+        }
+    }
+
+    policy_sdk::bindings::__export_policy_world!(Raw with_types_in policy_sdk::bindings);
+}
 
 #[cfg(test)]
 mod tests {
@@ -196,6 +241,7 @@ mod tests {
             "deny",
             "deny_server_requests",
             "echo_principal",
+            "answer_hidden",
         ] {
             let settings = format!(r#"{{"mode": "{mode}"}}"#);
             assert_eq!(
