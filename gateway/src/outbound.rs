@@ -1,7 +1,9 @@
 //! One HTTP request to a service the operator configured (the JWKS endpoint of `identity:`, the approval
-//! webhook): `http` or `https` (rustls; the system's roots plus an optional CA file; the URL's host as SNI
-//! and certificate name), HTTP/1.1, one connection per request, the answer's body read up to a limit.
-//! Never used for MCP traffic (that is [`crate::forward`], which dials only gated addresses).
+//! webhook, the OTLP trace receiver of `telemetry:`): `http` or `https` (rustls; the system's roots plus an
+//! optional CA file; the URL's host as SNI and certificate name), HTTP/1.1, one connection per request, the
+//! answer's body read up to a limit. [`request`] builds its TLS settings per call; a [`Client`] builds them
+//! once, for a service called often. Never used for MCP traffic (that is [`crate::forward`], which dials only
+//! gated addresses).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -21,6 +23,47 @@ pub struct Answer {
 pub async fn request(
     uri: &http::Uri,
     ca_file: Option<&Path>,
+    method: Method,
+    headers: &[(http::HeaderName, String)],
+    body: Bytes,
+    max_bytes: usize,
+) -> Result<Answer, String> {
+    let tls = match uri.scheme_str() {
+        Some("https") => Some(tls_connector(ca_file)?),
+        _ => None,
+    };
+    exchange(uri, tls.as_ref(), method, headers, body, max_bytes).await
+}
+
+/// A client whose TLS settings (the system's roots plus an optional CA file) are read once.
+#[derive(Clone)]
+pub struct Client {
+    tls: tokio_rustls::TlsConnector,
+}
+
+impl Client {
+    pub fn new(ca_file: Option<&Path>) -> Result<Client, String> {
+        Ok(Client {
+            tls: tls_connector(ca_file)?,
+        })
+    }
+
+    /// As [`request`].
+    pub async fn request(
+        &self,
+        uri: &http::Uri,
+        method: Method,
+        headers: &[(http::HeaderName, String)],
+        body: Bytes,
+        max_bytes: usize,
+    ) -> Result<Answer, String> {
+        exchange(uri, Some(&self.tls), method, headers, body, max_bytes).await
+    }
+}
+
+async fn exchange(
+    uri: &http::Uri,
+    tls: Option<&tokio_rustls::TlsConnector>,
     method: Method,
     headers: &[(http::HeaderName, String)],
     body: Bytes,
@@ -52,7 +95,7 @@ pub async fn request(
     }
     let req = req.body(Full::new(body)).map_err(|e| e.to_string())?;
     let resp = if https {
-        let tls = tls_connector(ca_file)?;
+        let tls = tls.ok_or("https without TLS settings")?;
         let name = rustls_pki_types::ServerName::try_from(host.to_owned())
             .map_err(|e| format!("bad server name: {e}"))?;
         let stream = tls

@@ -54,8 +54,11 @@ pub struct FileTelemetry {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileOtlp {
-    /// `http://host:port` of the OTLP/HTTP receiver (`/v1/traces` is appended unless a path is given).
+    /// `http://host:port` or `https://host:port` of the OTLP/HTTP receiver (`/v1/traces` is appended unless a
+    /// path is given).
     pub endpoint: Option<String>,
+    /// PEM file of a CA that signs the receiver's certificate, trusted besides the system's roots (https only).
+    pub ca_file: Option<String>,
     /// `service.name` resource attribute. Default `mcp-gateway`.
     pub service_name: Option<String>,
     /// Fraction of new traces sampled, 0.0–1.0. Default 1.0. A sampled incoming `traceparent` is followed.

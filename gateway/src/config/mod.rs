@@ -46,8 +46,10 @@ pub struct Config {
 /// The validated `telemetry.otlp:` block.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OtlpSettings {
-    /// Full URL of the traces endpoint (`…/v1/traces`), `http://`.
+    /// Full URL of the traces endpoint (`…/v1/traces`), `http://` or `https://`.
     pub endpoint: http::Uri,
+    /// Extra CA for an `https://` endpoint.
+    pub ca_file: Option<PathBuf>,
     pub service_name: String,
     /// 0.0–1.0.
     pub sample_ratio: f64,

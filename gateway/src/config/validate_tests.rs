@@ -506,3 +506,53 @@ fn caller_confirmation_is_off_by_default_and_checked_when_on() {
         Some(vec![7u8; 32])
     );
 }
+
+#[test]
+fn otlp_endpoints_are_http_or_https_and_a_ca_file_goes_with_https_only() {
+    let c = load(&base(
+        "routes: {a: http://10.0.0.1:80}\ntelemetry: {otlp: {endpoint: 'https://otel.example:4318'}}\n",
+    ))
+    .unwrap();
+    let t = c.telemetry.unwrap();
+    assert_eq!(
+        t.endpoint.to_string(),
+        "https://otel.example:4318/v1/traces"
+    );
+    assert_eq!(t.ca_file, None);
+
+    let ca = tempfile::NamedTempFile::new().unwrap();
+    let c = load(&base(&format!(
+        "routes: {{a: http://10.0.0.1:80}}\ntelemetry: {{otlp: {{endpoint: 'https://otel.example/custom/traces', ca_file: '{}'}}}}\n",
+        ca.path().display()
+    )))
+    .unwrap();
+    let t = c.telemetry.unwrap();
+    assert_eq!(t.endpoint.to_string(), "https://otel.example/custom/traces");
+    assert_eq!(t.ca_file.as_deref(), Some(ca.path()));
+
+    let e = load(&base(&format!(
+        "routes: {{a: http://10.0.0.1:80}}\ntelemetry: {{otlp: {{endpoint: 'http://127.0.0.1:4318', ca_file: '{}'}}}}\n",
+        ca.path().display()
+    )))
+    .unwrap_err();
+    assert!(
+        e.contains("telemetry.otlp.ca_file") && e.contains("only used with an https:// endpoint"),
+        "{e}"
+    );
+    let e = load(&base(
+        "routes: {a: http://10.0.0.1:80}\ntelemetry: {otlp: {endpoint: 'https://otel.example', ca_file: /no/such/ca.pem}}\n",
+    ))
+    .unwrap_err();
+    assert!(
+        e.contains("telemetry.otlp.ca_file") && e.contains("/no/such/ca.pem"),
+        "{e}"
+    );
+    let e = load(&base(
+        "routes: {a: http://10.0.0.1:80}\ntelemetry: {otlp: {endpoint: 'grpc://otel.example:4317'}}\n",
+    ))
+    .unwrap_err();
+    assert!(
+        e.contains("must be http://host:port or https://host:port"),
+        "{e}"
+    );
+}

@@ -3,14 +3,15 @@
 //!
 //! Spans leave the request path at `Span::end`: the SDK's `BatchSpanProcessor` queues them (bounded; a full
 //! queue drops) and exports batches from its own thread. That thread hands each HTTP request to the gateway's
-//! tokio runtime ([`OnRuntime`]) and waits for it, so the hyper client the gateway already uses does the I/O.
+//! tokio runtime ([`OnRuntime`]) and waits for it; [`crate::outbound`] sends it (`http` or `https`, with the
+//! system's roots plus `telemetry.otlp.ca_file`).
 //! An export that fails or times out drops its batch: it is counted and logged, never retried into the
 //! request path, and never seen by a request.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use opentelemetry_http::{HttpClient, HttpError, hyper::HyperClient};
+use opentelemetry_http::{HttpClient, HttpError};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 
@@ -24,18 +25,35 @@ pub static EXPORT_FAILURES: AtomicU64 = AtomicU64::new(0);
 /// Sends the exporter's HTTP requests on the gateway's tokio runtime. The SDK's batch processor exports from
 /// a plain thread (`futures_executor::block_on`), where hyper cannot run; awaiting a spawned task's handle
 /// needs no reactor.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct OnRuntime {
     runtime: tokio::runtime::Handle,
-    client: HyperClient,
+    client: crate::outbound::Client,
+    timeout: std::time::Duration,
 }
 
+impl std::fmt::Debug for OnRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OnRuntime")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Largest receiver answer read (OTLP answers are a few bytes; a partial-success message at most).
+const MAX_ANSWER_BYTES: usize = 64 << 10;
+
 impl OnRuntime {
-    pub fn new(runtime: tokio::runtime::Handle, timeout: std::time::Duration) -> Self {
-        OnRuntime {
+    pub fn new(
+        runtime: tokio::runtime::Handle,
+        timeout: std::time::Duration,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<Self, String> {
+        Ok(OnRuntime {
             runtime,
-            client: HyperClient::with_default_connector(timeout, None),
-        }
+            client: crate::outbound::Client::new(ca_file)?,
+            timeout,
+        })
     }
 }
 
@@ -45,10 +63,32 @@ impl HttpClient for OnRuntime {
         &self,
         request: http::Request<Bytes>,
     ) -> Result<http::Response<Bytes>, HttpError> {
-        let client = self.client.clone();
-        self.runtime
-            .spawn(async move { client.send_bytes(request).await })
-            .await?
+        let (parts, body) = request.into_parts();
+        let headers: Vec<_> = parts
+            .headers
+            .iter()
+            .filter(|(name, _)| *name != http::header::HOST)
+            .filter_map(|(name, value)| Some((name.clone(), value.to_str().ok()?.to_owned())))
+            .collect();
+        let (client, timeout) = (self.client.clone(), self.timeout);
+        let answer = self
+            .runtime
+            .spawn(async move {
+                tokio::time::timeout(
+                    timeout,
+                    client.request(&parts.uri, parts.method, &headers, body, MAX_ANSWER_BYTES),
+                )
+                .await
+            })
+            .await?;
+        let answer = match answer {
+            Err(_) => return Err(format!("no answer within {timeout:?}").into()),
+            Ok(Err(e)) => return Err(e.into()),
+            Ok(Ok(a)) => a,
+        };
+        Ok(http::Response::builder()
+            .status(answer.status)
+            .body(answer.body)?)
     }
 }
 

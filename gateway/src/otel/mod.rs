@@ -42,18 +42,32 @@ impl std::fmt::Debug for Otel {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot set up the OTLP trace exporter for {endpoint}")]
-pub struct OtelError {
-    endpoint: String,
-    #[source]
-    source: opentelemetry_otlp::ExporterBuildError,
+pub enum OtelError {
+    #[error("cannot set up the OTLP trace exporter for {endpoint}")]
+    Exporter {
+        endpoint: String,
+        #[source]
+        source: opentelemetry_otlp::ExporterBuildError,
+    },
+    #[error(
+        "cannot set up TLS for the OTLP receiver {endpoint} (telemetry.otlp.ca_file): {detail}"
+    )]
+    Tls { endpoint: String, detail: String },
 }
 
 impl Otel {
     /// Builds the exporter and the batch processor; must run inside the gateway's tokio runtime (exports are
     /// sent on it).
     pub fn start(settings: &OtlpSettings) -> Result<Arc<Otel>, OtelError> {
-        let client = export::OnRuntime::new(tokio::runtime::Handle::current(), settings.timeout);
+        let client = export::OnRuntime::new(
+            tokio::runtime::Handle::current(),
+            settings.timeout,
+            settings.ca_file.as_deref(),
+        )
+        .map_err(|detail| OtelError::Tls {
+            endpoint: settings.endpoint.to_string(),
+            detail,
+        })?;
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .with_endpoint(settings.endpoint.to_string())
@@ -62,7 +76,7 @@ impl Otel {
             .with_http_client(client)
             .with_headers(settings.headers.iter().cloned().collect())
             .build()
-            .map_err(|source| OtelError {
+            .map_err(|source| OtelError::Exporter {
                 endpoint: settings.endpoint.to_string(),
                 source,
             })?;

@@ -32,6 +32,13 @@ struct Received {
 
 /// An OTLP/HTTP receiver on 127.0.0.1: decodes `POST /v1/traces` bodies as `ExportTraceServiceRequest`.
 async fn receiver() -> (SocketAddr, Arc<Mutex<Received>>) {
+    receiver_over(None).await
+}
+
+/// The same receiver, over TLS when `tls` is set.
+async fn receiver_over(
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> (SocketAddr, Arc<Mutex<Received>>) {
     let got = Arc::new(Mutex::new(Received::default()));
     let state = got.clone();
     let app = axum::Router::new().route(
@@ -75,8 +82,56 @@ async fn receiver() -> (SocketAddr, Arc<Mutex<Received>>) {
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let Some(tls) = tls else {
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        return (addr, got);
+    };
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (app, tls) = (app.clone(), tls.clone());
+            tokio::spawn(async move {
+                let Ok(stream) = tls.accept(tcp).await else {
+                    return; // e.g. the client did not trust the certificate
+                };
+                let svc = hyper::service::service_fn(move |req| {
+                    let mut app = app.clone();
+                    async move { tower_service::Service::call(&mut app, req).await }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                .await;
+            });
+        }
+    });
     (addr, got)
+}
+
+/// A TLS acceptor with a certificate for `localhost` from a fresh private CA, and that CA's PEM file.
+fn localhost_tls(dir: &std::path::Path) -> (tokio_rustls::TlsAcceptor, std::path::PathBuf) {
+    mcp_gateway::certs::issue("localhost", mcp_gateway::certs::KeyKind::EcdsaP256)
+        .unwrap()
+        .write_to(dir)
+        .unwrap();
+    use rustls_pki_types::pem::PemObject as _;
+    let certs = rustls_pki_types::CertificateDer::pem_file_iter(dir.join("tls.crt"))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_file(dir.join("tls.key")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    (
+        tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+        dir.join("ca.crt"),
+    )
 }
 
 fn attr(s: &Span, key: &str) -> Option<String> {
@@ -434,5 +489,65 @@ async fn sampled_out_requests_export_nothing_but_still_propagate() {
     assert!(
         got.lock().unwrap().spans.is_empty(),
         "nothing sampled, nothing exported"
+    );
+}
+
+/// An `https://` receiver whose certificate comes from a private CA: spans arrive when `ca_file` names the CA,
+/// and are refused (counted as dropped, requests unaffected) when the gateway trusts only the system roots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_reach_an_https_receiver_trusted_through_ca_file_and_only_then() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tls, ca) = localhost_tls(dir.path());
+    let (otlp, got) = receiver_over(Some(tls)).await;
+    let upstream = common::echo_upstream().await;
+    let config = |ca_line: &str| {
+        format!(
+            "upstream: {{allowed_ips: [127.0.0.0/8]}}\n\
+             telemetry:\n  otlp:\n    endpoint: https://localhost:{}\n    headers: {{ x-api-key: k-tls }}\n    timeout: 2s\n{ca_line}",
+            otlp.port()
+        )
+    };
+
+    let gw = Gw::start(
+        &format!("  crm: http://{upstream}"),
+        &config(&format!("    ca_file: {}\n", ca.display())),
+    )
+    .await;
+    for i in 0..3 {
+        let (status, echo) = call(&gw, "crm", tool_call(i, "search_docs"), &[]).await;
+        assert_eq!(status, StatusCode::OK, "{echo}");
+    }
+    gw.stop().await; // flushes the exporter
+    {
+        let r = got.lock().unwrap();
+        let requests = r.spans.iter().filter(|(_, s)| s.name == "request").count();
+        assert_eq!(requests, 3, "one request span per call over https");
+        assert!(r.api_keys.iter().all(|k| k == "k-tls"), "{:?}", r.api_keys);
+        assert!(
+            r.content_types
+                .iter()
+                .all(|c| c == "application/x-protobuf"),
+            "{:?}",
+            r.content_types
+        );
+    }
+
+    // The same receiver, but the gateway trusts only the system's roots: the certificate is refused.
+    let before = got.lock().unwrap().spans.len();
+    let dropped_before = mcp_gateway::otel::export::SPANS_DROPPED.load(Ordering::Relaxed);
+    let gw = Gw::start(&format!("  crm: http://{upstream}"), &config("")).await;
+    for i in 0..3 {
+        let (status, echo) = call(&gw, "crm", tool_call(i, "search_docs"), &[]).await;
+        assert_eq!(status, StatusCode::OK, "requests are unaffected: {echo}");
+    }
+    gw.stop().await;
+    assert_eq!(
+        got.lock().unwrap().spans.len(),
+        before,
+        "spans went to a receiver whose certificate is not trusted"
+    );
+    assert!(
+        mcp_gateway::otel::export::SPANS_DROPPED.load(Ordering::Relaxed) > dropped_before,
+        "the refused export was not counted"
     );
 }

@@ -20,15 +20,27 @@ impl Validator<'_> {
                 format!("`{raw}` is not a URL ({e}); {OTLP_EXAMPLE}"),
             )
         })?;
-        if uri.scheme_str() != Some("http") || uri.host().is_none() {
+        let https = uri.scheme_str() == Some("https");
+        if !(https || uri.scheme_str() == Some("http")) || uri.host().is_none() {
             return Err(self.invalid(
                 "telemetry.otlp.endpoint",
-                format!(
-                    "`{raw}` must be http://host:port (OTLP/HTTP; for https run a local collector or agent \
-                     and point the gateway at it)"
-                ),
+                format!("`{raw}` must be http://host:port or https://host:port (OTLP/HTTP)"),
             ));
         }
+        let ca_file = match o.ca_file {
+            None => None,
+            Some(f) if !https => {
+                return Err(self.invalid(
+                    "telemetry.otlp.ca_file",
+                    format!("`{f}` is only used with an https:// endpoint"),
+                ));
+            }
+            Some(f) => {
+                std::fs::metadata(&f)
+                    .map_err(|e| self.invalid("telemetry.otlp.ca_file", format!("{f}: {e}")))?;
+                Some(std::path::PathBuf::from(f))
+            }
+        };
         if uri.query().is_some() {
             return Err(self.invalid("telemetry.otlp.endpoint", format!("`{raw}` has a query")));
         }
@@ -72,6 +84,7 @@ impl Validator<'_> {
         }
         Ok(OtlpSettings {
             endpoint,
+            ca_file,
             service_name,
             sample_ratio,
             headers,
