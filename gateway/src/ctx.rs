@@ -51,6 +51,8 @@ pub struct RequestCtx {
     pub principal: Option<Principal>,
     /// This request's root span (off without `telemetry.otlp:`); stages hang their spans below it.
     pub trace: crate::otel::Trace,
+    /// Spans that end with the answer's body, as the root does (the `upstream` span; see `otel::body`).
+    pub until_body_end: Vec<crate::otel::Trace>,
 }
 
 impl RequestCtx {
@@ -73,6 +75,7 @@ impl RequestCtx {
             decision: None,
             principal: None,
             trace: Default::default(),
+            until_body_end: Vec::new(),
         }
     }
 

@@ -207,6 +207,11 @@ pub async fn handle(
         .insert(HeaderName::from_static(REQUEST_ID_HEADER), ctx.id.clone());
     telemetry::access(&ctx, resp.status());
     telemetry::end_trace(&ctx, resp.status(), refusal);
+    if ctx.trace.recording() {
+        let mut spans = vec![ctx.trace.clone()];
+        spans.append(&mut ctx.until_body_end);
+        resp = crate::otel::body::until_body_ends(resp, spans);
+    }
     resp
 }
 
@@ -463,8 +468,9 @@ pub(crate) async fn forward(
         if resp.status().is_server_error() {
             span.fail(format!("upstream answered {}", resp.status()));
         }
+        // It lasts until the answer's body has been passed on, as the request's root does.
+        ctx.until_body_end.push(span.keep());
     }
-    drop(span);
     if let Some(c) = elicits
         && let Some(session) = resp
             .headers()

@@ -166,7 +166,8 @@ pub fn trace_message(span: &crate::otel::Trace, ctx: &RequestCtx, inbound: &crat
     }
 }
 
-/// Ends the request's root span with what the access line says; a refusal by the gateway marks it failed.
+/// Gives the request's root span what the access line says (a refusal by the gateway marks it failed). A span
+/// that records ends with the answer's body (`otel::body`, wrapped by the caller); any other ends here.
 pub fn end_trace(ctx: &RequestCtx, status: StatusCode, refusal: Option<&'static str>) {
     let t = &ctx.trace;
     if !t.recording() {
@@ -188,5 +189,4 @@ pub fn end_trace(ctx: &RequestCtx, status: StatusCode, refusal: Option<&'static 
     } else if status.is_server_error() {
         t.fail(format!("status {status}"));
     }
-    t.end();
 }

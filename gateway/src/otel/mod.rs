@@ -10,6 +10,7 @@
 //! The exporter is built once at start and shared by every config generation, like the audit log; a reload
 //! does not change it (a changed `telemetry:` block is logged as needing a restart).
 
+pub mod body;
 pub mod export;
 
 use std::borrow::Cow;
@@ -242,6 +243,13 @@ impl std::ops::Deref for Stage {
     type Target = Trace;
     fn deref(&self) -> &Trace {
         &self.0
+    }
+}
+
+impl Stage {
+    /// The span, no longer ended when this is dropped: whoever holds it ends it (see [`body`]).
+    pub fn keep(mut self) -> Trace {
+        std::mem::take(&mut self.0)
     }
 }
 

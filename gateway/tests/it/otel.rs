@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::StatusCode;
@@ -550,4 +551,91 @@ async fn spans_reach_an_https_receiver_trusted_through_ca_file_and_only_then() {
         mcp_gateway::otel::export::SPANS_DROPPED.load(Ordering::Relaxed) > dropped_before,
         "the refused export was not counted"
     );
+}
+
+/// The request span and the `upstream` span last until the answer's body has been passed on: a progress
+/// stream that runs 600 ms after its headers is inside both, and a client that goes away mid-stream ends
+/// them, marked incomplete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_cover_a_streamed_answer_until_its_end() {
+    const TRACE_C: &str = "5bf92f3577b34da6a3ce929d0e0e4736";
+    const TRACE_D: &str = "6bf92f3577b34da6a3ce929d0e0e4736";
+    let (otlp, got) = receiver().await;
+    let sample = mcp_gateway::demo::upstream::spawn("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let extra = format!(
+        "upstream: {{allowed_ips: [127.0.0.0/8]}}\ntelemetry: {{ otlp: {{ endpoint: 'http://{otlp}' }} }}\n"
+    );
+    let gw = Gw::start(&format!("  crm: http://{}", sample.addr), &extra).await;
+    let report = |id: u64, steps: u64| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": "export_report",
+            "arguments": {"steps": steps}, "_meta": {"progressToken": id}}})
+        .to_string()
+    };
+    let client = gw.client("crm");
+    let send = |body: String, trace: &str| {
+        client.send(post(
+            &format!("crm.{TD}"),
+            "/mcp",
+            body,
+            &[("traceparent", &format!("00-{trace}-{CALLER_SPAN_A}-01"))],
+        ))
+    };
+
+    // Two 300 ms steps after the headers, read to the end.
+    let resp = send(report(1, 2), TRACE_C).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let whole = resp.into_body().collect().await.unwrap().to_bytes();
+    assert!(
+        String::from_utf8_lossy(&whole).contains("\"result\""),
+        "the stream ended with the result"
+    );
+
+    // A client that reads the first event of a 20-step stream and goes away.
+    let resp = send(report(2, 20), TRACE_D).await.unwrap();
+    let mut body = resp.into_body();
+    let _first = tokio::time::timeout(Duration::from_secs(10), body.frame())
+        .await
+        .unwrap();
+    drop(body);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    gw.stop().await;
+
+    let r = got.lock().unwrap();
+    let span = |trace: &str, name: &str| -> Span {
+        r.spans
+            .iter()
+            .map(|(_, s)| s)
+            .find(|s| hex::encode(&s.trace_id) == trace && s.name == name)
+            .unwrap_or_else(|| panic!("no `{name}` span in trace {trace}"))
+            .clone()
+    };
+    let ms = |s: &Span| (s.end_time_unix_nano - s.start_time_unix_nano) / 1_000_000;
+    let (root, upstream) = (span(TRACE_C, "request"), span(TRACE_C, "upstream"));
+    assert!(ms(&root) >= 550, "request span: {} ms", ms(&root));
+    assert!(ms(&upstream) >= 550, "upstream span: {} ms", ms(&upstream));
+    assert!(upstream.end_time_unix_nano <= root.end_time_unix_nano);
+    assert_eq!(
+        attr(&root, "http.response.body.size").as_deref(),
+        Some(whole.len().to_string().as_str()),
+        "the bytes the client was given"
+    );
+    assert_eq!(attr(&root, "mcp_gateway.body_incomplete"), None);
+
+    let (root, upstream) = (span(TRACE_D, "request"), span(TRACE_D, "upstream"));
+    for s in [&root, &upstream] {
+        assert_eq!(
+            attr(s, "mcp_gateway.body_incomplete").as_deref(),
+            Some("client went away"),
+            "{}",
+            s.name
+        );
+        assert!(
+            ms(s) < 5_000,
+            "`{}` ended when the client left, not with the stream: {} ms",
+            s.name,
+            ms(s)
+        );
+    }
 }
