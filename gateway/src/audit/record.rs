@@ -28,11 +28,32 @@ use time::macros::format_description;
 pub const TIME_FORMAT: &[FormatItem<'static>] =
     format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
 
-/// Formats a point in time the way records carry it (`2026-11-22T01:09:30.123456Z`).
+/// Formats a point in time the way records carry it (`2026-11-22T01:09:30.123456Z`): [`TIME_FORMAT`], written
+/// digit by digit (once per record, on the request path; `time`'s formatter took ~0.3 µs of it).
 pub fn format_time(t: OffsetDateTime) -> String {
-    t.to_offset(time::UtcOffset::UTC)
-        .format(TIME_FORMAT)
-        .unwrap_or_else(|_| "1970-01-01T00:00:00.000000Z".to_owned())
+    let t = t.to_offset(time::UtcOffset::UTC);
+    let year = t.year();
+    if !(0..=9999).contains(&year) {
+        // Not four digits: let `time` say it (or fail) as before.
+        return t
+            .format(TIME_FORMAT)
+            .unwrap_or_else(|_| "1970-01-01T00:00:00.000000Z".to_owned());
+    }
+    let mut out = *b"0000-00-00T00:00:00.000000Z";
+    let mut put = |at: usize, width: usize, mut v: u32| {
+        for i in (at..at + width).rev() {
+            out[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, year as u32);
+    put(5, 2, u8::from(t.month()).into());
+    put(8, 2, t.day().into());
+    put(11, 2, t.hour().into());
+    put(14, 2, t.minute().into());
+    put(17, 2, t.second().into());
+    put(20, 6, t.microsecond());
+    String::from_utf8(out.to_vec()).expect("ASCII digits")
 }
 
 /// What the gateway records.
@@ -131,10 +152,17 @@ impl Arguments {
         let mut bytes = Vec::new();
         canonical_bytes(args, &mut bytes);
         Arguments::Digest {
-            sha256: hex::encode(Sha256::digest(&bytes)),
+            sha256: hex_of(&Sha256::digest(&bytes)),
             size: bytes.len() as u64,
         }
     }
+}
+
+/// Lower-case hex of a SHA-256 digest, without `hex::encode`'s char-by-char `String`.
+fn hex_of(digest: &[u8]) -> String {
+    let mut out = [0u8; 64];
+    hex::encode_to_slice(digest, &mut out).expect("32 bytes");
+    String::from_utf8(out.to_vec()).expect("hex is ASCII")
 }
 
 /// The fields [`Arguments`] adds to a decision record's `data` (flattened into it, in key order).
@@ -550,6 +578,32 @@ mod tests {
         let mut b = Vec::new();
         canonical_bytes(v, &mut b);
         String::from_utf8(b).unwrap()
+    }
+
+    #[test]
+    fn times_are_formatted_as_time_formats_them() {
+        let mut ns: i128 = 0;
+        let mut cases = vec![
+            0i128,                       // 1970-01-01T00:00:00.000000Z
+            951_782_400_000_000_000,     // 2000-02-29 (leap day)
+            1_795_312_170_999_999_999,   // a sub-microsecond remainder is cut, not rounded
+            253_402_300_799_999_999_000, // 9999-12-31T23:59:59.999999Z
+        ];
+        // And a spread of ordinary times (a fixed LCG: deterministic).
+        for _ in 0..2000 {
+            ns = (ns * 6_364_136_223_846_793_005 + 1_442_695_040_888_963_407)
+                % 4_102_444_800_000_000_000;
+            cases.push(ns.abs());
+        }
+        for n in cases {
+            let t = OffsetDateTime::from_unix_timestamp_nanos(n).unwrap();
+            assert_eq!(format_time(t), t.format(TIME_FORMAT).unwrap(), "{n}");
+        }
+        // Another offset is converted to UTC first.
+        let t = OffsetDateTime::from_unix_timestamp(0)
+            .unwrap()
+            .to_offset(time::UtcOffset::from_hms(5, 30, 0).unwrap());
+        assert_eq!(format_time(t), "1970-01-01T00:00:00.000000Z");
     }
 
     #[test]
