@@ -26,6 +26,7 @@ mod ops_check;
 mod ops_probe;
 mod ops_rotation;
 mod otel;
+mod outbound;
 mod policies;
 mod proxy;
 mod tunnel;
