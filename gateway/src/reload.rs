@@ -12,7 +12,10 @@
 //!
 //! What a reload cannot change (the listeners, log settings, the server's connection timeouts, the open
 //! audit log — the decisions of both generations go into the one chain — and the approval workflow, whose
-//! held calls span generations) keeps its start-up value, with a warning that a restart is needed. Route redaction settings do apply.
+//! held calls span generations) keeps its start-up value, with a warning that a restart is needed. Route
+//! redaction settings do apply, and so does `telemetry:`: a changed block gets a new trace exporter (one that
+//! cannot be set up rejects the reload), and the old one is flushed and stopped once the requests that still
+//! use it are done (see [`retire`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -55,6 +58,8 @@ pub enum ReloadError {
     Build(#[source] std::io::Error),
     #[error("the reload task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    #[error(transparent)]
+    Telemetry(#[from] crate::otel::OtelError),
 }
 
 /// The last reload that was rejected (cleared by a successful one), for `/readyz`.
@@ -192,24 +197,54 @@ impl Live {
         gateway.inherit_catalogues(&old.gateway);
         // Like the audit log, the approval workflow opened at start serves every generation.
         gateway.set_approvals(old.gateway.approvals().cloned());
-        // So is the trace exporter: `telemetry:` is read at start only.
-        gateway.set_otel(old.gateway.otel().cloned());
-        if config.telemetry != old.config.telemetry {
-            tracing::warn!(
-                "`telemetry:` changed; it takes effect at the next restart (trace export is set up at start)"
-            );
-        }
+        // The trace exporter is kept while `telemetry:` is unchanged, else replaced.
+        let telemetry_changed = config.telemetry != old.config.telemetry;
+        let otel = match (&config.telemetry, telemetry_changed) {
+            (_, false) => old.gateway.otel().cloned(),
+            (Some(otlp), true) => Some(crate::otel::Otel::start(otlp)?),
+            (None, true) => None,
+        };
+        gateway.set_otel(otel);
         gateway.inherit_identity_keys(&old.gateway);
         log_route_changes(&old.config, &config);
         let number = old.number + 1;
         self.tls.set(identity);
+        match (&config.telemetry, telemetry_changed) {
+            (Some(t), true) => {
+                tracing::info!(endpoint = %t.endpoint, sample_ratio = t.sample_ratio,
+                "`telemetry:` changed: exporting traces with the new settings")
+            }
+            (None, true) => tracing::info!("`telemetry:` removed: no more traces are made"),
+            _ => {}
+        }
         self.current.store(Arc::new(Generation {
             config: Arc::new(config),
             gateway: Arc::new(gateway),
             number,
         }));
+        if telemetry_changed && let Some(previous) = old.gateway.otel().cloned() {
+            drop(old);
+            retire(previous);
+        }
         Ok(number)
     }
+}
+
+/// Longest wait for the requests of a replaced trace exporter before it is flushed anyway.
+pub const RETIRE_WITHIN: Duration = Duration::from_secs(300);
+
+/// Flushes and stops a replaced trace exporter once nothing uses it any more: the old generation and its
+/// requests hold it until their spans have ended (at most [`RETIRE_WITHIN`]).
+fn retire(otel: Arc<crate::otel::Otel>) {
+    tokio::spawn(async move {
+        let deadline = std::time::Instant::now() + RETIRE_WITHIN;
+        while Arc::strong_count(&otel) > 1 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Exports what is queued; blocks on the exporter thread, so not on a worker.
+        let _ = tokio::task::spawn_blocking(move || otel.shutdown()).await;
+        tracing::info!("the replaced trace exporter is flushed and stopped");
+    });
 }
 
 fn unix_now() -> i64 {

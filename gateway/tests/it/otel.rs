@@ -639,3 +639,107 @@ async fn spans_cover_a_streamed_answer_until_its_end() {
         );
     }
 }
+
+/// Waits (up to 10 s) until `cond` holds.
+async fn until(what: &str, cond: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `telemetry:` follows a reload: spans go to the new receiver from the next request on, the replaced
+/// exporter is flushed once its requests are done, and removing the block stops tracing (a caller's
+/// `traceparent` then reaches the upstream untouched).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_switches_trace_export_to_the_new_settings() {
+    let (a, got_a) = receiver().await;
+    let (b, got_b) = receiver().await;
+    let upstream = common::echo_upstream().await;
+    let body = |telemetry: String| format!("routes:\n  crm: http://{upstream}\n{telemetry}");
+    let gw = crate::admin::Running::start(
+        tempfile::tempdir().unwrap(),
+        &body(format!("telemetry: {{otlp: {{endpoint: 'http://{a}'}}}}")),
+    )
+    .await;
+    let requests = |got: &Arc<Mutex<Received>>| -> Vec<String> {
+        got.lock()
+            .unwrap()
+            .spans
+            .iter()
+            .filter(|(_, s)| s.name == "request")
+            .map(|(svc, _)| svc.clone())
+            .collect()
+    };
+    let reloaded = |n: f64| {
+        let gw = &gw;
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while gw
+                .metrics()
+                .await
+                .value("mcp_gateway_config_reloads_total", &[("result", "success")])
+                < n
+            {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "reload {n} never happened"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+
+    let (status, _) = gw
+        .call("crm", tool_call(1, "search_docs").to_string())
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Point the export at B, under another service name.
+    gw.rewrite(&body(format!(
+        "telemetry: {{otlp: {{endpoint: 'http://{b}', service_name: after-reload}}}}"
+    )));
+    reloaded(1.0).await;
+    // The replaced exporter is flushed now that nothing uses it: A gets request 1, and only that.
+    until("A gets the first request's span", || {
+        requests(&got_a).len() == 1
+    })
+    .await;
+    let (status, _) = gw
+        .call("crm", tool_call(2, "search_docs").to_string())
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Remove the block: B's exporter is flushed in turn, and nothing is traced any more.
+    gw.rewrite(&body(String::new()));
+    reloaded(2.0).await;
+    until("B gets the second request's span", || {
+        requests(&got_b) == ["after-reload"]
+    })
+    .await;
+    let tp = format!("00-{TRACE_A}-{CALLER_SPAN_A}-01");
+    let resp = gw
+        .client("crm")
+        .send(post(
+            &format!("crm.{TD}"),
+            "/mcp",
+            tool_call(3, "search_docs").to_string(),
+            &[("traceparent", &tp)],
+        ))
+        .await
+        .unwrap();
+    let echo: Value =
+        serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(
+        echo["headers"]["traceparent"], tp,
+        "without telemetry the caller's traceparent passes through"
+    );
+    gw.stop().await;
+    assert_eq!(requests(&got_a).len(), 1, "A got spans after the reload");
+    assert_eq!(
+        requests(&got_b).len(),
+        1,
+        "B got spans after the block was removed"
+    );
+}
