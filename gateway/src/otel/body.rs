@@ -19,7 +19,9 @@ use crate::reply::Body;
 /// Ends `spans` when `resp`'s body ends; the first of them (the request's root) also gets
 /// `http.response.body.size`. Spans that are not recording are ended at once.
 pub fn until_body_ends(resp: Response<Body>, spans: Vec<Trace>) -> Response<Body> {
-    if !spans.iter().any(Trace::recording) {
+    use hyper::body::Body as _;
+    // An empty body (202, 204, …) may never be polled: nothing to wait for.
+    if !spans.iter().any(Trace::recording) || resp.body().is_end_stream() {
         for s in &spans {
             s.end();
         }
@@ -104,6 +106,8 @@ impl hyper::body::Body for SpanBody {
 
 impl Drop for SpanBody {
     fn drop(&mut self) {
-        self.end(Some("client went away".into()));
+        use hyper::body::Body as _;
+        let incomplete = (!self.inner.is_end_stream()).then(|| "client went away".to_owned());
+        self.end(incomplete);
     }
 }

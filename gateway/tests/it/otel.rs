@@ -560,6 +560,7 @@ async fn spans_reach_an_https_receiver_trusted_through_ca_file_and_only_then() {
 async fn spans_cover_a_streamed_answer_until_its_end() {
     const TRACE_C: &str = "5bf92f3577b34da6a3ce929d0e0e4736";
     const TRACE_D: &str = "6bf92f3577b34da6a3ce929d0e0e4736";
+    const TRACE_E: &str = "7bf92f3577b34da6a3ce929d0e0e4736";
     let (otlp, got) = receiver().await;
     let sample = mcp_gateway::demo::upstream::spawn("127.0.0.1:0".parse().unwrap())
         .await
@@ -599,6 +600,16 @@ async fn spans_cover_a_streamed_answer_until_its_end() {
         .await
         .unwrap();
     drop(body);
+
+    // A notification: 202 with an empty body, which nothing may ever poll; it is complete all the same.
+    let resp = send(
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string(),
+        TRACE_E,
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    drop(resp);
     tokio::time::sleep(Duration::from_millis(500)).await;
     gw.stop().await;
 
@@ -621,6 +632,9 @@ async fn spans_cover_a_streamed_answer_until_its_end() {
         Some(whole.len().to_string().as_str()),
         "the bytes the client was given"
     );
+    assert_eq!(attr(&root, "mcp_gateway.body_incomplete"), None);
+
+    let root = span(TRACE_E, "request");
     assert_eq!(attr(&root, "mcp_gateway.body_incomplete"), None);
 
     let (root, upstream) = (span(TRACE_D, "request"), span(TRACE_D, "upstream"));
