@@ -1,23 +1,20 @@
 //! The outcome record of a forwarded request: what the client got, written when the answer's body has
 //! ended (or failed, or the client went away), linked to the decision record by request id.
 //!
-//! [`OutcomeBody`] wraps the answer's body and passes every frame through as it comes (nothing is held
-//! back, so it never delays the answer). It counts the bytes the client was given and, for the answer to a
+//! [`Outcome::watch`] watches the answer's body as it passes ([`crate::body_watch`]: nothing is held back,
+//! so it never delays the answer). It counts the bytes the client was given and, for the answer to a
 //! single `tools/call`, looks for `result.isError`: in a JSON answer (a bounded copy, parsed at the end) or
 //! in the response event of an SSE stream (parsed as each event completes). When the body ends it queues
 //! the outcome with [`AuditLog::append_later`]; the client never waits for that record.
 
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
 use http::Response;
-use http_body_util::BodyExt as _;
-use hyper::body::{Body as _, Frame, SizeHint};
 use serde::Deserialize;
 
 use super::{AuditLog, OutcomeRecord, Record};
+use crate::body_watch::{self, Ending, Watcher};
 use crate::mcp::sse::{self, EventSplitter};
 use crate::reply::Body;
 
@@ -59,30 +56,21 @@ impl Outcome {
             Scan::Json(Vec::new())
         };
         let headers_us = self.start.elapsed().as_micros() as u64;
-        resp.map(|inner| {
-            OutcomeBody {
-                inner,
-                pending: Some(Pending {
-                    outcome: self,
-                    status,
-                    headers_us,
-                    bytes: 0,
-                    is_error: None,
-                    scan,
-                }),
-            }
-            .boxed()
-        })
+        body_watch::watch(
+            resp,
+            Pending {
+                outcome: self,
+                status,
+                headers_us,
+                bytes: 0,
+                is_error: None,
+                scan,
+            },
+        )
     }
 }
 
-/// The answer's body, passed through; its end (or its loss) writes the outcome record.
-pub struct OutcomeBody {
-    inner: Body,
-    /// `None` once the record is written.
-    pending: Option<Pending>,
-}
-
+/// What is learnt of the answer as its body passes; its end writes the outcome record.
 struct Pending {
     outcome: Outcome,
     status: u16,
@@ -155,58 +143,21 @@ fn is_error_of(text: &str) -> Option<bool> {
     a.result.map(|r| r.is_error)
 }
 
-impl hyper::body::Body for OutcomeBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let this = &mut *self;
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let (Some(p), Some(data)) = (&mut this.pending, frame.data_ref()) {
-                    p.saw(data);
-                }
-            }
-            Poll::Ready(Some(Err(e))) => {
-                if let Some(p) = this.pending.take() {
-                    p.finish(Some(format!("the answer's body failed: {e}")));
-                }
-            }
-            Poll::Ready(None) => {
-                if let Some(p) = this.pending.take() {
-                    p.finish(None);
-                }
-            }
-            Poll::Pending => {}
-        }
-        polled
+impl Watcher for Pending {
+    fn saw(&mut self, chunk: &Bytes) {
+        Pending::saw(self, chunk);
     }
 
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl Drop for OutcomeBody {
-    fn drop(&mut self) {
-        let Some(p) = self.pending.take() else { return };
-        // A server may stop polling once the body says it has ended; that is a complete answer.
-        if self.inner.is_end_stream() {
-            p.finish(None);
-        } else {
-            let bytes = p.bytes;
-            p.finish(Some(format!(
-                "the client went away after {bytes} bytes of the answer"
-            )));
-        }
+    fn ended(self, how: Ending) {
+        let error = match how {
+            Ending::Complete => None,
+            Ending::Failed(e) => Some(format!("the answer's body failed: {e}")),
+            Ending::Abandoned => Some(format!(
+                "the client went away after {} bytes of the answer",
+                self.bytes
+            )),
+        };
+        self.finish(error);
     }
 }
 

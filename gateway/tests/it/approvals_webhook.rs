@@ -138,25 +138,8 @@ async fn webhook_is_retried_signed_and_audited() {
 async fn https_webhook_with_a_private_ca_and_a_failing_one_is_recorded_as_undelivered() {
     // HTTPS receiver with a certificate for `localhost` from a private CA the gateway is told about.
     let dir = tempfile::tempdir().unwrap();
-    mcp_gateway::certs::issue("localhost", mcp_gateway::certs::KeyKind::EcdsaP256)
-        .unwrap()
-        .write_to(dir.path())
-        .unwrap();
-    use rustls_pki_types::pem::PemObject as _;
-    let certs = rustls_pki_types::CertificateDer::pem_file_iter(dir.path().join("tls.crt"))
-        .unwrap()
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    let key = rustls_pki_types::PrivateKeyDer::from_pem_file(dir.path().join("tls.key")).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .unwrap();
-    let (port, got) = receiver(0, Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await;
+    let (tls, ca) = crate::common::localhost_tls(dir.path());
+    let (port, got) = receiver(0, Some(tls)).await;
     // A second webhook that never accepts: nothing listens on its port.
     let dead = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let dead_port = dead.local_addr().unwrap().port();
@@ -164,7 +147,7 @@ async fn https_webhook_with_a_private_ca_and_a_failing_one_is_recorded_as_undeli
 
     let gw = start(&format!(
         "  wait: 300ms\n  webhook: {{url: 'https://localhost:{port}/hook', attempts: 2, ca_file: {}}}",
-        dir.path().join("ca.crt").display()
+        ca.display()
     ))
     .await;
     let id = ask(&gw).await;

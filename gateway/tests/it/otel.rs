@@ -109,32 +109,6 @@ async fn receiver_over(
     (addr, got)
 }
 
-/// A TLS acceptor with a certificate for `localhost` from a fresh private CA, and that CA's PEM file.
-fn localhost_tls(dir: &std::path::Path) -> (tokio_rustls::TlsAcceptor, std::path::PathBuf) {
-    mcp_gateway::certs::issue("localhost", mcp_gateway::certs::KeyKind::EcdsaP256)
-        .unwrap()
-        .write_to(dir)
-        .unwrap();
-    use rustls_pki_types::pem::PemObject as _;
-    let certs = rustls_pki_types::CertificateDer::pem_file_iter(dir.join("tls.crt"))
-        .unwrap()
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    let key = rustls_pki_types::PrivateKeyDer::from_pem_file(dir.join("tls.key")).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .unwrap();
-    (
-        tokio_rustls::TlsAcceptor::from(Arc::new(config)),
-        dir.join("ca.crt"),
-    )
-}
-
 fn attr(s: &Span, key: &str) -> Option<String> {
     let v = s.attributes.iter().find(|a| a.key == key)?.value.as_ref()?;
     Some(match v.value.as_ref()? {
@@ -498,7 +472,7 @@ async fn sampled_out_requests_export_nothing_but_still_propagate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_reach_an_https_receiver_trusted_through_ca_file_and_only_then() {
     let dir = tempfile::tempdir().unwrap();
-    let (tls, ca) = localhost_tls(dir.path());
+    let (tls, ca) = common::localhost_tls(dir.path());
     let (otlp, got) = receiver_over(Some(tls)).await;
     let upstream = common::echo_upstream().await;
     let config = |ca_line: &str| {

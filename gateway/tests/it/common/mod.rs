@@ -182,3 +182,29 @@ pub async fn counting_listener() -> (SocketAddr, Arc<AtomicUsize>) {
     });
     (addr, n)
 }
+
+/// A TLS acceptor with a certificate for `localhost` from a fresh private CA, and that CA's PEM file.
+pub fn localhost_tls(dir: &std::path::Path) -> (tokio_rustls::TlsAcceptor, std::path::PathBuf) {
+    mcp_gateway::certs::issue("localhost", mcp_gateway::certs::KeyKind::EcdsaP256)
+        .unwrap()
+        .write_to(dir)
+        .unwrap();
+    use rustls_pki_types::pem::PemObject as _;
+    let certs = rustls_pki_types::CertificateDer::pem_file_iter(dir.join("tls.crt"))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_file(dir.join("tls.key")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    (
+        tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+        dir.join("ca.crt"),
+    )
+}
