@@ -31,7 +31,8 @@ use tokio_postgres::{AsyncMessage, Client, Row};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::store::{
-    Approval, ApprovalStore, Decide, GrantKey, Millis, NewApproval, Status, StoreError, StoreFuture,
+    Approval, ApprovalRow, ApprovalStore, COLUMNS, Decide, GrantKey, Millis, NewApproval, Status,
+    StoreError, StoreFuture,
 };
 use crate::config::PostgresSettings;
 
@@ -74,9 +75,6 @@ CREATE TABLE IF NOT EXISTS mcp_gateway_approvals (
 CREATE INDEX IF NOT EXISTS mcp_gateway_approvals_grant ON mcp_gateway_approvals (route, tool, args_digest, status);
 CREATE INDEX IF NOT EXISTS mcp_gateway_approvals_status ON mcp_gateway_approvals (status, expires_at);
 ";
-
-const COLUMNS: &str = "id, request_id, route, tool, arguments, args_digest, principal, reason, policy, \
-     created_at, expires_at, status, approver, comment, decided_at, grant_expires_at, grant_uses_left, grant_used_at";
 
 /// The PostgreSQL backend.
 #[derive(Clone)]
@@ -385,30 +383,27 @@ async fn listen(
     }
 }
 
+impl ApprovalRow for Row {
+    type Error = StoreError;
+    fn text(&self, i: usize) -> Result<String, StoreError> {
+        self.try_get(i).map_err(backend)
+    }
+    fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError> {
+        self.try_get(i).map_err(backend)
+    }
+    fn millis(&self, i: usize) -> Result<Millis, StoreError> {
+        self.try_get(i).map_err(backend)
+    }
+    fn opt_millis(&self, i: usize) -> Result<Option<Millis>, StoreError> {
+        self.try_get(i).map_err(backend)
+    }
+    fn integer(&self, i: usize) -> Result<i64, StoreError> {
+        self.try_get::<_, i32>(i).map(i64::from).map_err(backend)
+    }
+}
+
 fn approval(r: &Row) -> Result<Approval, StoreError> {
-    let g = |e: tokio_postgres::Error| backend(e);
-    let arguments: Option<String> = r.try_get(4).map_err(g)?;
-    let status: String = r.try_get(11).map_err(g)?;
-    Ok(Approval {
-        id: r.try_get(0).map_err(g)?,
-        request_id: r.try_get(1).map_err(g)?,
-        route: r.try_get(2).map_err(g)?,
-        tool: r.try_get(3).map_err(g)?,
-        arguments: arguments.and_then(|a| serde_json::from_str(&a).ok()),
-        args_digest: r.try_get(5).map_err(g)?,
-        principal: r.try_get(6).map_err(g)?,
-        reason: r.try_get(7).map_err(g)?,
-        policy: r.try_get(8).map_err(g)?,
-        created_at: r.try_get(9).map_err(g)?,
-        expires_at: r.try_get(10).map_err(g)?,
-        status: Status::parse(&status).unwrap_or(Status::Expired),
-        approver: r.try_get(12).map_err(g)?,
-        comment: r.try_get(13).map_err(g)?,
-        decided_at: r.try_get(14).map_err(g)?,
-        grant_expires_at: r.try_get(15).map_err(g)?,
-        grant_uses_left: r.try_get::<_, i32>(16).map_err(g)?.max(0) as u32,
-        grant_used_at: r.try_get(17).map_err(g)?,
-    })
+    Approval::from_row(r)
 }
 
 fn first(rows: Vec<Row>) -> Result<Option<Approval>, StoreError> {

@@ -12,7 +12,8 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::store::{
-    Approval, ApprovalStore, Decide, GrantKey, Millis, NewApproval, Status, StoreError, StoreFuture,
+    Approval, ApprovalRow, ApprovalStore, COLUMNS, Decide, GrantKey, Millis, NewApproval, Status,
+    StoreError, StoreFuture,
 };
 
 /// Schema version kept in `PRAGMA user_version`.
@@ -42,9 +43,6 @@ CREATE TABLE IF NOT EXISTS approvals (
 CREATE INDEX IF NOT EXISTS approvals_grant ON approvals (route, tool, args_digest, status);
 CREATE INDEX IF NOT EXISTS approvals_status ON approvals (status, expires_at);
 ";
-
-const COLUMNS: &str = "id, request_id, route, tool, arguments, args_digest, principal, reason, policy, \
-     created_at, expires_at, status, approver, comment, decided_at, grant_expires_at, grant_uses_left, grant_used_at";
 
 /// The SQLite backend.
 #[derive(Clone)]
@@ -120,29 +118,27 @@ impl SqliteStore {
     }
 }
 
+impl ApprovalRow for Row<'_> {
+    type Error = rusqlite::Error;
+    fn text(&self, i: usize) -> rusqlite::Result<String> {
+        self.get(i)
+    }
+    fn opt_text(&self, i: usize) -> rusqlite::Result<Option<String>> {
+        self.get(i)
+    }
+    fn millis(&self, i: usize) -> rusqlite::Result<Millis> {
+        self.get(i)
+    }
+    fn opt_millis(&self, i: usize) -> rusqlite::Result<Option<Millis>> {
+        self.get(i)
+    }
+    fn integer(&self, i: usize) -> rusqlite::Result<i64> {
+        self.get(i)
+    }
+}
+
 fn row(r: &Row<'_>) -> rusqlite::Result<Approval> {
-    let arguments: Option<String> = r.get(4)?;
-    let status: String = r.get(11)?;
-    Ok(Approval {
-        id: r.get(0)?,
-        request_id: r.get(1)?,
-        route: r.get(2)?,
-        tool: r.get(3)?,
-        arguments: arguments.and_then(|a| serde_json::from_str(&a).ok()),
-        args_digest: r.get(5)?,
-        principal: r.get(6)?,
-        reason: r.get(7)?,
-        policy: r.get(8)?,
-        created_at: r.get(9)?,
-        expires_at: r.get(10)?,
-        status: Status::parse(&status).unwrap_or(Status::Expired),
-        approver: r.get(12)?,
-        comment: r.get(13)?,
-        decided_at: r.get(14)?,
-        grant_expires_at: r.get(15)?,
-        grant_uses_left: r.get::<_, i64>(16)?.max(0) as u32,
-        grant_used_at: r.get(17)?,
-    })
+    Approval::from_row(r)
 }
 
 fn get(c: &Connection, id: &str) -> Result<Option<Approval>, StoreError> {

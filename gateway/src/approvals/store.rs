@@ -118,7 +118,49 @@ pub struct Approval {
     pub grant_used_at: Option<Millis>,
 }
 
+/// The columns every backend selects, in the order [`Approval::from_row`] reads them.
+pub(super) const COLUMNS: &str = "id, request_id, route, tool, arguments, args_digest, principal, reason, policy, \
+     created_at, expires_at, status, approver, comment, decided_at, grant_expires_at, grant_uses_left, grant_used_at";
+
+/// One row of [`COLUMNS`], read by position the way its backend reads values.
+pub(super) trait ApprovalRow {
+    type Error;
+    fn text(&self, i: usize) -> Result<String, Self::Error>;
+    fn opt_text(&self, i: usize) -> Result<Option<String>, Self::Error>;
+    fn millis(&self, i: usize) -> Result<Millis, Self::Error>;
+    fn opt_millis(&self, i: usize) -> Result<Option<Millis>, Self::Error>;
+    /// An `INTEGER` column (`grant_uses_left`).
+    fn integer(&self, i: usize) -> Result<i64, Self::Error>;
+}
+
 impl Approval {
+    /// Reads one row of [`COLUMNS`]. Stored arguments that no longer parse are left out; an unknown status
+    /// reads as `expired` (it can release nothing).
+    pub(super) fn from_row<R: ApprovalRow>(r: &R) -> Result<Approval, R::Error> {
+        let arguments = r.opt_text(4)?;
+        let status = r.text(11)?;
+        Ok(Approval {
+            id: r.text(0)?,
+            request_id: r.text(1)?,
+            route: r.text(2)?,
+            tool: r.text(3)?,
+            arguments: arguments.and_then(|a| serde_json::from_str(&a).ok()),
+            args_digest: r.text(5)?,
+            principal: r.opt_text(6)?,
+            reason: r.text(7)?,
+            policy: r.text(8)?,
+            created_at: r.millis(9)?,
+            expires_at: r.millis(10)?,
+            status: Status::parse(&status).unwrap_or(Status::Expired),
+            approver: r.opt_text(12)?,
+            comment: r.opt_text(13)?,
+            decided_at: r.opt_millis(14)?,
+            grant_expires_at: r.opt_millis(15)?,
+            grant_uses_left: r.integer(16)?.max(0) as u32,
+            grant_used_at: r.opt_millis(17)?,
+        })
+    }
+
     pub fn key(&self) -> GrantKey {
         GrantKey {
             route: self.route.clone(),
