@@ -168,26 +168,9 @@ pub(crate) fn upstream_calls(gw: &Gw) -> Vec<String> {
 /// Every audit record (stopping the gateway first), each checked against the documented schema.
 pub(crate) async fn audit_records(gw: Gw) -> Vec<Value> {
     let dir = gw.inner.stop().await;
-    let schema: Value =
-        serde_json::from_str(include_str!("../../audit-record.schema.json")).unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
-    let mut out = Vec::new();
-    let mut files: Vec<_> = std::fs::read_dir(dir.path().join("audit"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
-        .collect();
-    files.sort();
-    for f in files {
-        for line in std::fs::read_to_string(f).unwrap().lines() {
-            let v: Value = serde_json::from_str(line).unwrap();
-            if let Err(e) = validator.validate(&v) {
-                panic!("{line} does not match the schema: {e}");
-            }
-            out.push(v);
-        }
-    }
-    out
+    let audit = dir.path().join("audit");
+    crate::audit_support::assert_schema_valid(&audit);
+    crate::audit_support::records(&audit)
 }
 
 pub(crate) fn kinds_for<'a>(recs: &'a [Value], approval: &str) -> Vec<&'a str> {

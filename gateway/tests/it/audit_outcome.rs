@@ -16,21 +16,8 @@ use common::{Gw, TD, rpc};
 
 /// The `data` of every outcome record, by request id.
 fn outcomes(dir: &Path) -> Vec<Value> {
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
-        .collect();
-    files.sort();
-    files
-        .iter()
-        .flat_map(|f| {
-            std::fs::read_to_string(f)
-                .unwrap()
-                .lines()
-                .map(|l| serde_json::from_str::<Value>(l).unwrap())
-                .collect::<Vec<_>>()
-        })
+    crate::audit_support::records(dir)
+        .into_iter()
         .filter(|r| r["kind"] == "outcome")
         .map(|r| r["data"].clone())
         .collect()

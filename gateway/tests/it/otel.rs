@@ -20,7 +20,7 @@ use opentelemetry_proto::tonic::trace::v1::{
 use prost::Message as _;
 use serde_json::{Value, json};
 
-use crate::common::{self, Gw, TD, wasm};
+use crate::common::{self, Gw, TD, call, wasm};
 
 /// What the receiver got: every span, with the `service.name` of its resource, and each request's
 /// content type and headers.
@@ -117,25 +117,6 @@ fn attr(s: &Span, key: &str) -> Option<String> {
         AnyValue::BoolValue(b) => b.to_string(),
         other => format!("{other:?}"),
     })
-}
-
-async fn call(gw: &Gw, route: &str, body: Value, headers: &[(&str, &str)]) -> (StatusCode, Value) {
-    let resp = gw
-        .client(route)
-        .send(post(
-            &format!("{route}.{TD}"),
-            "/mcp",
-            body.to_string(),
-            headers,
-        ))
-        .await
-        .unwrap();
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
 }
 
 fn tool_call(id: u64, name: &str) -> Value {

@@ -13,7 +13,7 @@ use mcp_gateway::demo::upstream;
 use serde_json::{Value, json};
 
 use crate::common;
-use common::{Gw, TD, wasm};
+use common::{Gw, TD, call, wasm};
 
 async fn bind(policies: &str, routes: &str) -> anyhow::Result<Gw> {
     let dir = tempfile::tempdir().unwrap();
@@ -42,29 +42,6 @@ async fn bind(policies: &str, routes: &str) -> anyhow::Result<Gw> {
 }
 
 /// One JSON-RPC POST through the gateway on `route`; the status and the parsed JSON body.
-async fn call(gw: &Gw, route: &str, body: Value, headers: &[(&str, &str)]) -> (StatusCode, Value) {
-    let resp = gw
-        .client(route)
-        .send(post(
-            &format!("{route}.{TD}"),
-            "/mcp",
-            body.to_string(),
-            headers,
-        ))
-        .await
-        .unwrap();
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap()
-        },
-    )
-}
-
 fn tool_call(id: u64, name: &str, args: Value) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": name, "arguments": args}})
 }

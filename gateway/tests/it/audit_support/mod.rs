@@ -118,6 +118,23 @@ pub fn assert_fails_at(r: &Report, file: &str, line: usize, what: &str) {
     );
 }
 
+/// Every record kind the writer produces matches `gateway/audit-record.schema.json`.
+pub fn assert_schema_valid(dir: &Path) {
+    let schema: Value =
+        serde_json::from_str(include_str!("../../../audit-record.schema.json")).unwrap();
+    let v = jsonschema::validator_for(&schema).unwrap();
+    for e in Reader::open(dir).unwrap() {
+        let e = e.unwrap();
+        if let Err(err) = v.validate(&e.record) {
+            panic!(
+                "{}:{} does not match the schema: {err}",
+                e.file.display(),
+                e.line
+            );
+        }
+    }
+}
+
 pub fn records(dir: &Path) -> Vec<Value> {
     Reader::open(dir)
         .unwrap()

@@ -115,6 +115,27 @@ pub fn rpc(id: u64, method: &str, params: Value) -> String {
     json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string()
 }
 
+/// POSTs `body` to `route`'s `/mcp` with `headers`: the status and the JSON answer (`Null` when empty).
+pub async fn call(
+    gw: &Gw,
+    route: &str,
+    body: Value,
+    headers: &[(&str, &str)],
+) -> (StatusCode, Value) {
+    let resp = gw
+        .client(route)
+        .send(mcp_gateway::demo::client::post(
+            &format!("{route}.{TD}"),
+            "/mcp",
+            body.to_string(),
+            headers,
+        ))
+        .await
+        .unwrap();
+    let (status, _, v) = json_of(resp).await;
+    (status, v)
+}
+
 pub async fn json_of(
     resp: http::Response<hyper::body::Incoming>,
 ) -> (StatusCode, http::HeaderMap, Value) {
