@@ -97,6 +97,34 @@ pub(crate) async fn call_json(gw: &Gw, body: &Value) -> Value {
     serde_json::from_slice(&bytes).unwrap()
 }
 
+/// A pending request whose caller is `caller`, written to the store directly (as another replica would).
+pub(crate) async fn pending_request(gw: &Gw, id: &str, caller: &str) {
+    use mcp_gateway::approvals::store::{ApprovalStore, GrantKey, NewApproval};
+    let store = mcp_gateway::approvals::sqlite::SqliteStore::open(
+        &gw.inner.dir.path().join("approvals.db"),
+    )
+    .unwrap();
+    let now = mcp_gateway::approvals::now_ms();
+    store
+        .create(NewApproval {
+            id: id.into(),
+            request_id: format!("r-{id}"),
+            key: GrantKey {
+                route: "crm".into(),
+                tool: "delete_customer".into(),
+                args_digest: "00".repeat(32),
+                principal: Some(caller.into()),
+            },
+            arguments: None,
+            reason: "deletes data".into(),
+            policy: "guard".into(),
+            created_at: now,
+            expires_at: now + 60_000,
+        })
+        .await
+        .unwrap();
+}
+
 pub(crate) fn text(v: &Value) -> String {
     v["result"]["content"][0]["text"]
         .as_str()
@@ -452,30 +480,7 @@ async fn approvers_authenticate_and_cannot_approve_their_own_call() {
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     // A request whose caller is alice (as the identity stage will record it), written by another process
     // on the same database, like a second replica would.
-    use mcp_gateway::approvals::store::{ApprovalStore, GrantKey, NewApproval};
-    let store = mcp_gateway::approvals::sqlite::SqliteStore::open(
-        &gw.inner.dir.path().join("approvals.db"),
-    )
-    .unwrap();
-    let now = mcp_gateway::approvals::now_ms();
-    store
-        .create(NewApproval {
-            id: "apr_selfapproval".into(),
-            request_id: "r-1".into(),
-            key: GrantKey {
-                route: "crm".into(),
-                tool: "delete_customer".into(),
-                args_digest: "00".repeat(32),
-                principal: Some("alice".into()),
-            },
-            arguments: None,
-            reason: "deletes data".into(),
-            policy: "guard".into(),
-            created_at: now,
-            expires_at: now + 60_000,
-        })
-        .await
-        .unwrap();
+    pending_request(&gw, "apr_selfapproval", "alice").await;
     let (s, v) = admin(
         &gw,
         "POST",

@@ -61,39 +61,11 @@ async fn start_jwt(signer: &Signer) -> (crate::approvals::Gw, tempfile::TempDir)
     (gw, keys)
 }
 
-/// A pending request whose caller is `caller`, written to the store directly (as another replica would).
-async fn pending_request(gw: &crate::approvals::Gw, id: &str, caller: &str) {
-    use mcp_gateway::approvals::store::{ApprovalStore, GrantKey, NewApproval};
-    let store = mcp_gateway::approvals::sqlite::SqliteStore::open(
-        &gw.inner.dir.path().join("approvals.db"),
-    )
-    .unwrap();
-    let now = mcp_gateway::approvals::now_ms();
-    store
-        .create(NewApproval {
-            id: id.into(),
-            request_id: format!("r-{id}"),
-            key: GrantKey {
-                route: "crm".into(),
-                tool: "delete_customer".into(),
-                args_digest: "00".repeat(32),
-                principal: Some(caller.into()),
-            },
-            arguments: None,
-            reason: "deletes data".into(),
-            policy: "guard".into(),
-            created_at: now,
-            expires_at: now + 60_000,
-        })
-        .await
-        .unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_jwt_with_the_approver_role_approves_as_its_subject() {
     let signer = Signer::es256();
     let (gw, _keys) = start_jwt(&signer).await;
-    pending_request(&gw, "apr_jwtapproval1", "carol").await;
+    crate::approvals::pending_request(&gw, "apr_jwtapproval1", "carol").await;
     let dave = signer.sign(&claims("dave@example.test", json!(["staff", ROLE])));
     let (s, v) = admin(&gw, "GET", "/approvals?status=pending", Some(&dave), None).await;
     assert_eq!(s, StatusCode::OK, "{v}");
@@ -109,7 +81,7 @@ async fn a_jwt_with_the_approver_role_approves_as_its_subject() {
     assert_eq!(v["approver"], "dave@example.test", "{v}");
     assert_eq!(v["status"], "approved");
     // A role claim written as one string is accepted too.
-    pending_request(&gw, "apr_jwtapproval2", "carol").await;
+    crate::approvals::pending_request(&gw, "apr_jwtapproval2", "carol").await;
     let erin = signer.sign(&claims("erin", json!(ROLE)));
     let (s, v) = admin(
         &gw,
@@ -134,7 +106,7 @@ async fn a_jwt_with_the_approver_role_approves_as_its_subject() {
 async fn jwts_without_the_role_or_that_fail_verification_are_refused() {
     let signer = Signer::es256();
     let (gw, _keys) = start_jwt(&signer).await;
-    pending_request(&gw, "apr_jwtrefused01", "carol").await;
+    crate::approvals::pending_request(&gw, "apr_jwtrefused01", "carol").await;
     let approve = "/approvals/apr_jwtrefused01/approve";
 
     // Verified, but not an approver: 403.
@@ -200,7 +172,7 @@ async fn jwts_without_the_role_or_that_fail_verification_are_refused() {
 async fn a_jwt_approver_cannot_approve_their_own_call() {
     let signer = Signer::es256();
     let (gw, _keys) = start_jwt(&signer).await;
-    pending_request(&gw, "apr_jwtselfcall1", "frank").await;
+    crate::approvals::pending_request(&gw, "apr_jwtselfcall1", "frank").await;
     let frank = signer.sign(&claims("frank", json!([ROLE])));
     let (s, v) = admin(
         &gw,
@@ -240,7 +212,7 @@ async fn a_jwt_approver_cannot_approve_their_own_call() {
 async fn the_cli_approves_with_a_jwt() {
     let signer = Signer::es256();
     let (gw, _keys) = start_jwt(&signer).await;
-    pending_request(&gw, "apr_jwtclicall01", "carol").await;
+    crate::approvals::pending_request(&gw, "apr_jwtclicall01", "carol").await;
     let heidi = signer.sign(&claims("heidi", json!([ROLE])));
     let admin_url = format!("http://{}", gw.admin);
     let run = |args: Vec<String>, token: String| {
