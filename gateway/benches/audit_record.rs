@@ -14,6 +14,8 @@ use serde_json::json;
 
 fn decision(arguments: Arguments) -> Record {
     Record::Decision(DecisionRecord {
+        direction: None,
+        would: None,
         request_id: "0196f0c2-7a1e-7c3d-9b2a-00000000002a".into(),
         route: Some("crm".into()),
         host: Some("crm.tunnel.example.com".into()),

@@ -22,6 +22,8 @@ const LEVELS: [usize; 3] = [1, 8, 64];
 
 fn decision(i: u64) -> Record {
     Record::Decision(DecisionRecord {
+        direction: None,
+        would: None,
         request_id: format!("0196f0c2-7a1e-7c3d-9b2a-{i:012x}"),
         route: Some("crm".into()),
         host: Some("crm.tunnel.example.com".into()),

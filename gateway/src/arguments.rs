@@ -3,13 +3,15 @@
 //! answered as the spec advises for input errors — a tool result with `isError: true` naming the violated
 //! constraints, so the model can correct itself — and never forwarded.
 //!
+//! Batches are validated element by element: one invalid call keeps the whole batch from the upstream.
+//!
 //! A tool the catalogue does not know, or whose schema cannot be compiled (say, a remote `$ref`), is not
 //! validated here; its policies still run.
 
 use serde_json::Value;
 
 use crate::catalogue::Catalogue;
-use crate::mcp::{Inbound, Message, Payload};
+use crate::mcp::{Inbound, Message};
 
 /// Most constraint violations listed in one answer.
 const MAX_ERRORS: usize = 8;
@@ -17,19 +19,30 @@ const MAX_ERRORS: usize = 8;
 /// A `tools/call` whose arguments do not satisfy the tool's `inputSchema`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvalidArguments {
+    /// Its position in the POST (0 for a single message).
+    pub index: usize,
     pub rpc_id: Value,
     pub tool: String,
     /// `"/path: message"` per violated constraint.
     pub errors: Vec<String>,
 }
 
-/// Checks a single `tools/call` (batches are policed per element but not validated here).
-pub fn check(inbound: &Inbound, catalogue: &Catalogue) -> Option<InvalidArguments> {
-    let Inbound::Post {
-        payload: Payload::Single(Message::Request { id, method, params }),
-        ..
-    } = inbound
-    else {
+/// Checks every `tools/call` of a POST, single or batched (a batch is validated element by element, as it
+/// is policed).
+pub fn check(inbound: &Inbound, catalogue: &Catalogue) -> Vec<InvalidArguments> {
+    let Inbound::Post { payload, .. } = inbound else {
+        return Vec::new();
+    };
+    payload
+        .messages()
+        .iter()
+        .enumerate()
+        .filter_map(|(index, m)| check_one(index, m, catalogue))
+        .collect()
+}
+
+fn check_one(index: usize, msg: &Message, catalogue: &Catalogue) -> Option<InvalidArguments> {
+    let Message::Request { id, method, params } = msg else {
         return None;
     };
     if method != "tools/call" {
@@ -63,6 +76,7 @@ pub fn check(inbound: &Inbound, catalogue: &Catalogue) -> Option<InvalidArgument
         })
         .collect();
     (!errors.is_empty()).then(|| InvalidArguments {
+        index,
         rpc_id: id.to_value(),
         tool: name.to_owned(),
         errors,
@@ -92,19 +106,20 @@ mod tests {
             "required": ["amount", "order"], "additionalProperties": false}})]);
         assert_eq!(
             check(&inbound(json!({"amount": 10, "order": "A-100"})), &c),
-            None
+            []
         );
         let bad = check(
             &inbound(json!({"amount": 5000, "order": "A", "note": 1})),
             &c,
         )
+        .pop()
         .unwrap();
         assert_eq!(bad.rpc_id, json!(3));
         let all = bad.errors.join("\n");
         assert!(all.contains("/amount") && all.contains("1000"), "{all}");
         assert!(all.contains("/order"), "{all}");
         assert!(all.contains("note"), "additionalProperties: {all}");
-        let missing = check(&inbound(json!({})), &c).unwrap();
+        let missing = check(&inbound(json!({})), &c).pop().unwrap();
         assert!(
             missing.errors[0].starts_with("/: ") && missing.errors.join(" ").contains("amount"),
             "{missing:?}"
@@ -114,8 +129,29 @@ mod tests {
     #[test]
     fn unknown_tools_and_unusable_schemas_are_not_validated() {
         let c = Catalogue::default();
-        assert_eq!(check(&inbound(json!({"x": 1})), &c), None);
+        assert_eq!(check(&inbound(json!({"x": 1})), &c), []);
         c.learn(&[json!({"name": "refund", "inputSchema": {"$ref": "https://example.invalid/schema.json"}})]);
-        assert_eq!(check(&inbound(json!({"x": 1})), &c), None);
+        assert_eq!(check(&inbound(json!({"x": 1})), &c), []);
+    }
+
+    #[test]
+    fn batched_calls_are_validated_element_by_element() {
+        let c = Catalogue::default();
+        c.learn(&[json!({"name": "refund", "inputSchema": {"type": "object",
+            "properties": {"amount": {"type": "number", "maximum": 1000}}, "required": ["amount"]}})]);
+        let body = json!([
+            {"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"refund","arguments":{"amount":5}}},
+            {"jsonrpc":"2.0","method":"notifications/x"},
+            {"jsonrpc":"2.0","id":"b","method":"tools/call","params":{"name":"refund","arguments":{"amount":5000}}}
+        ])
+        .to_string();
+        let inbound = Inbound::Post {
+            payload: parse(body.as_bytes()).unwrap(),
+            body: body.into(),
+            modern: false,
+        };
+        let bad = check(&inbound, &c);
+        assert_eq!(bad.len(), 1, "{bad:?}");
+        assert_eq!((bad[0].index, &bad[0].rpc_id), (2, &json!("b")));
     }
 }

@@ -24,7 +24,7 @@ use crate::audit::stage::{Auditor, Recorded, Redaction};
 use crate::catalogue::Catalogue;
 use crate::config::{Config, Limits, UpstreamUrl};
 use crate::ctx::{ConnInfo, REQUEST_ID_HEADER, RequestCtx};
-use crate::filter::ListFilter;
+use crate::filter::Listing;
 use crate::forward::{self, UpstreamClient};
 use crate::identity::{self, Verifier};
 use crate::mcp;
@@ -338,9 +338,12 @@ async fn run(
     // Catalogue and argument validation, on routes whose config has a `policies:` block.
     if route.policy.is_configured() {
         learn_called_tool(route, ctx, &addrs, &parts, &inbound).await;
-        if route.validate_arguments
-            && let Some(invalid) = arguments::check(&inbound, &route.catalogue)
-        {
+        let invalid = if route.validate_arguments {
+            arguments::check(&inbound, &route.catalogue)
+        } else {
+            Vec::new()
+        };
+        if !invalid.is_empty() {
             ctx.decision = Some("invalid_arguments");
             gw.auditor
                 .invalid_arguments(ctx, &route.redaction, &inbound, &invalid);
@@ -411,18 +414,27 @@ pub(crate) async fn forward(
     permitted: policy::Permitted,
 ) -> Result<Response<Body>, GatewayError> {
     let route = &gw.routes[route];
-    // Forward, streaming the answer back. On policed routes, `tools/list` answers are filtered and requests
-    // the server makes of the client on SSE streams are decided, both on the way.
+    // Forward, streaming the answer back. On policed routes every answer is judged on the way (listings
+    // filtered, requests the server makes of the client decided; filter/mod.rs), whatever was asked.
     let policed = route.policy.is_configured();
-    let list =
-        (policed && permitted.inbound().single_request_method() == Some("tools/list")).then(|| {
-            ListFilter {
-                chain: route.policy.clone(),
-                catalogue: route.catalogue.clone(),
-                context: crate::policy::view::context(ctx),
-                modern: permitted.inbound().is_modern(),
-            }
-        });
+    let listing = policed.then(|| Listing {
+        chain: route.policy.clone(),
+        catalogue: route.catalogue.clone(),
+        context: crate::policy::view::context(ctx),
+        modern: permitted.inbound().is_modern(),
+    });
+    // The requests an answer stream owes answers to (a refused stream answers them with errors).
+    let pending: Vec<serde_json::Value> = match (policed, permitted.inbound()) {
+        (true, mcp::Inbound::Post { payload, .. }) => payload
+            .messages()
+            .iter()
+            .filter_map(|m| match m {
+                mcp::Message::Request { id, .. } => Some(id.to_value()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
     // What answering the server on the client's behalf needs (only on policed routes: no per-request copy
     // of the headers otherwise).
     let session = policed.then(|| {
@@ -453,6 +465,10 @@ pub(crate) async fn forward(
     let span = ctx.trace.client("upstream");
     let mut parts = parts;
     span.inject(&ctx.trace, &mut parts.headers);
+    if policed {
+        // The gateway reads what comes back, and decodes no content coding: ask for none.
+        parts.headers.remove(http::header::ACCEPT_ENCODING);
+    }
     let sent = Instant::now();
     let resp = route.client.send(ctx, &addrs, recorded, parts).await;
     route.stats.upstream(&resp, sent.elapsed());
@@ -479,18 +495,24 @@ pub(crate) async fn forward(
     {
         c.remember_session(session, crate::approvals::principal(ctx));
     }
-    let resp = match session.filter(|_| list.is_some() || crate::filter::is_sse(&resp)) {
+    let resp = match listing.zip(session) {
         None => resp.map(|b| b.boxed()),
-        Some((headers, path)) => {
+        Some((listing, (headers, path))) => {
             let police = crate::filter::server_requests::Police {
                 chain: route.policy.clone(),
-                context: crate::policy::view::context(ctx),
+                context: listing.context.clone(),
                 client: route.client.clone(),
                 addrs,
                 headers,
                 path,
+                audit: gw.auditor.server_requests(ctx),
             };
-            match crate::filter::apply(resp, crate::filter::ResponseFilter { list, police }).await {
+            let filter = crate::filter::ResponseFilter {
+                listing,
+                police,
+                pending,
+            };
+            match crate::filter::apply(resp, filter).await {
                 Ok(resp) => resp,
                 Err(e) => {
                     let e = GatewayError::from(e);
@@ -518,13 +540,18 @@ async fn learn_called_tool(
     parts: &http::request::Parts,
     inbound: &mcp::Inbound,
 ) {
-    let Some(msg) = inbound.single_message() else {
+    let mcp::Inbound::Post { payload, .. } = inbound else {
         return;
     };
-    let Some(name) = crate::policy::view::called_tool(msg) else {
+    // The first call (single or batched) of a tool the catalogue has not seen.
+    let Some((msg, name)) = payload.messages().iter().find_map(|m| {
+        crate::policy::view::called_tool(m)
+            .filter(|n| route.catalogue.get(n).is_none())
+            .map(|n| (m, n))
+    }) else {
         return;
     };
-    if route.catalogue.get(name).is_some() || !route.catalogue.claim_fetch() {
+    if !route.catalogue.claim_fetch() {
         return;
     }
     let meta = inbound.is_modern().then(|| {

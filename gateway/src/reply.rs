@@ -141,7 +141,7 @@ impl GatewayError {
                 StatusCode::BAD_GATEWAY,
                 code::UPSTREAM,
                 format!(
-                    "The upstream of route '{route}' sent a tools/list answer the gateway cannot filter, so it is withheld"
+                    "The upstream of route '{route}' sent an answer the gateway cannot read, so it is withheld"
                 ),
             ),
             GatewayError::Audit(_) => (
@@ -257,7 +257,7 @@ pub const BATCH_NOT_FORWARDED: i64 = -31002;
 /// - notifications and client responses → nothing (they are dropped, not forwarded).
 pub fn policy_answer(ctx: &RequestCtx, refused: &crate::policy::Refused) -> Response<Body> {
     use crate::mcp::{Inbound, Message, Payload};
-    use crate::policy::verdict::Outcome;
+    use crate::policy::verdict::{Hideable, Outcome};
     let Inbound::Post {
         payload, modern, ..
     } = &refused.inbound
@@ -274,7 +274,10 @@ pub fn policy_answer(ctx: &RequestCtx, refused: &crate::policy::Refused) -> Resp
             let rpc_id = rpc_id.to_value();
             Some(match &verdict.outcome {
                 Outcome::Allow => rpc_error(rpc_id, BATCH_NOT_FORWARDED, "Not forwarded: another message in this batch was refused by policy", json!({"request_id": id})),
-                Outcome::Hidden { tool, .. } => rpc_error(rpc_id, -32602, &format!("Unknown tool: {tool}"), json!({"request_id": id})),
+                // As the SDK servers answer for what does not exist.
+                Outcome::Hidden { kind: Hideable::Tool, name, .. } => rpc_error(rpc_id, -32602, &format!("Unknown tool: {name}"), json!({"request_id": id})),
+                Outcome::Hidden { kind: Hideable::Prompt, name, .. } => rpc_error(rpc_id, -32602, &format!("Unknown prompt: {name}"), json!({"request_id": id})),
+                Outcome::Hidden { kind: Hideable::Resource, name, .. } => rpc_error(rpc_id, -32002, &format!("Resource not found: {name}"), json!({"request_id": id, "uri": name})),
                 Outcome::Deny { policy, reason } | Outcome::RequireApproval { policy, reason } => {
                     let approval = matches!(verdict.outcome, Outcome::RequireApproval { .. });
                     let text = if approval {
@@ -317,23 +320,52 @@ pub fn policy_answer(ctx: &RequestCtx, refused: &crate::policy::Refused) -> Resp
 pub fn invalid_arguments(
     ctx: &RequestCtx,
     inbound: &crate::mcp::Inbound,
-    invalid: &crate::arguments::InvalidArguments,
+    invalid: &[crate::arguments::InvalidArguments],
 ) -> Response<Body> {
-    let modern = matches!(inbound, crate::mcp::Inbound::Post { modern: true, .. });
-    let text = format!(
-        "Invalid arguments for tool '{}': {}. Fix the arguments and call again. Gateway request id: {}.",
-        invalid.tool,
-        invalid.errors.join("; "),
-        ctx.id_str()
-    );
-    let mut result = json!({"content": [{"type": "text", "text": text}], "isError": true});
-    if modern {
-        result["resultType"] = json!("complete");
-    }
-    json_response(
-        StatusCode::OK,
-        &json!({"jsonrpc": "2.0", "id": invalid.rpc_id, "result": result}),
-    )
+    use crate::mcp::{Inbound, Message, Payload};
+    let Inbound::Post {
+        payload, modern, ..
+    } = inbound
+    else {
+        unreachable!("only POSTed calls carry arguments")
+    };
+    let id = ctx.id_str();
+    let answer = |bad: &crate::arguments::InvalidArguments| {
+        let text = format!(
+            "Invalid arguments for tool '{}': {}. Fix the arguments and call again. Gateway request id: {id}.",
+            bad.tool,
+            bad.errors.join("; "),
+        );
+        let mut result = json!({"content": [{"type": "text", "text": text}], "isError": true});
+        if *modern {
+            result["resultType"] = json!("complete");
+        }
+        json!({"jsonrpc": "2.0", "id": bad.rpc_id, "result": result})
+    };
+    let body = match payload {
+        Payload::Single(_) => answer(&invalid[0]),
+        Payload::Batch(messages) => Value::Array(
+            messages
+                .iter()
+                .enumerate()
+                .filter_map(|(i, m)| {
+                    let Message::Request { id: rpc_id, .. } = m else {
+                        return None;
+                    };
+                    Some(match invalid.iter().find(|b| b.index == i) {
+                        Some(bad) => answer(bad),
+                        None => rpc_error(
+                            rpc_id.to_value(),
+                            BATCH_NOT_FORWARDED,
+                            "Not forwarded: another call in this batch has invalid arguments",
+                            json!({"request_id": id}),
+                        ),
+                    })
+                })
+                .collect(),
+        ),
+    };
+    json_response(StatusCode::OK, &body)
 }
 
 /// A gateway-made `tools/call` result with `isError: true` and `text` (HTTP 200).

@@ -17,9 +17,17 @@ pub struct Counters {
     pub requests: AtomicU64,
     pub refusals: AtomicU64,
     pub policy_denials: AtomicU64,
+    /// Upstream answers (JSON bodies or SSE events) withheld because the gateway could not read them.
+    pub unfilterable_events: AtomicU64,
+    /// Messages a monitor-mode policy would have refused (the chain let them through), by
+    /// [`MONITOR_WOULD`] label.
+    pub monitor_would: [AtomicU64; 3],
     /// Policy evaluation failures by kind, in the order of [`POLICY_FAILURE_KINDS`].
     pub policy_failures: [AtomicU64; 9],
 }
+
+/// Labels of `Counters::monitor_would`.
+pub const MONITOR_WOULD: [&str; 3] = ["deny", "require_approval", "hidden"];
 
 /// Labels of `Counters::policy_failures`.
 pub const POLICY_FAILURE_KINDS: [&str; 9] = [
@@ -39,6 +47,8 @@ pub static COUNTERS: Counters = Counters {
     requests: AtomicU64::new(0),
     refusals: AtomicU64::new(0),
     policy_denials: AtomicU64::new(0),
+    unfilterable_events: AtomicU64::new(0),
+    monitor_would: [const { AtomicU64::new(0) }; 3],
     policy_failures: [const { AtomicU64::new(0) }; 9],
 };
 
@@ -119,11 +129,13 @@ pub fn policy_refusal(ctx: &RequestCtx, refused: &crate::policy::Refused) {
                     "approval required by policy: {reason}"
                 )
             }
-            Outcome::Hidden { policy, tool } => tracing::info!(
+            Outcome::Hidden { policy, kind, name } => tracing::info!(
                 request_id = ctx.id_str(),
                 policy = &**policy,
-                tool,
-                "call to hidden tool refused"
+                kind = kind.label(),
+                name,
+                "use of a hidden {} refused",
+                kind.label()
             ),
         }
     }

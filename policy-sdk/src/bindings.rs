@@ -1,9 +1,9 @@
-//! The wit-bindgen guest bindings for `mcp:policy@0.1.0` (world `policy`), and [`Adapter`], which implements
+//! The wit-bindgen guest bindings for `mcp:policy@0.2.0` (world `policy`), and [`Adapter`], which implements
 //! their `Guest` trait for any [`Policy`](crate::Policy) by converting the WIT types into the SDK's and
 //! calling [`crate::run`]. Compiled on wasm only; [`crate::export_policy!`] is the way in.
 //!
-//! Export names the component ends up with (the WIT's): `validate-settings`, `evaluate`, `hidden-tools`;
-//! import: `mcp:policy/log@0.1.0` (`log`).
+//! Export names the component ends up with (the WIT's): `validate-settings`, `evaluate`, `hidden`;
+//! import: `mcp:policy/log@0.2.0` (`log`).
 
 // The generated code is the canonical-ABI glue (raw pointers into linear memory, `export_name`d extern
 // functions, `link_section` statics) and cannot be written without `unsafe`. The workspace forbids unsafe
@@ -46,13 +46,49 @@ impl<P: sdk::Policy> Guest for Adapter<P> {
         }
     }
 
-    fn hidden_tools(
+    fn hidden(
         settings: String,
         context: wit::RequestContext,
-        tools: Vec<wit::ToolInfo>,
+        listing: wit::Listing,
     ) -> Vec<String> {
-        let tools: Vec<sdk::ToolInfo> = tools.into_iter().map(convert_tool).collect();
-        sdk::run::hidden_tools::<P>(&settings, &convert_context(context), &tools)
+        let listing = match listing {
+            wit::Listing::Tools(t) => {
+                sdk::Listing::Tools(t.into_iter().map(convert_tool).collect())
+            }
+            wit::Listing::Resources(r) => sdk::Listing::Resources(
+                r.into_iter()
+                    .map(|r| sdk::ResourceInfo {
+                        uri: r.uri,
+                        name: r.name,
+                        title: r.title,
+                        description: r.description,
+                        mime_type: r.mime_type,
+                    })
+                    .collect(),
+            ),
+            wit::Listing::ResourceTemplates(r) => sdk::Listing::ResourceTemplates(
+                r.into_iter()
+                    .map(|r| sdk::ResourceTemplateInfo {
+                        uri_template: r.uri_template,
+                        name: r.name,
+                        title: r.title,
+                        description: r.description,
+                        mime_type: r.mime_type,
+                    })
+                    .collect(),
+            ),
+            wit::Listing::Prompts(p) => sdk::Listing::Prompts(
+                p.into_iter()
+                    .map(|p| sdk::PromptInfo {
+                        name: p.name,
+                        title: p.title,
+                        description: p.description,
+                        arguments: sdk::Json::from_text("prompt-info.arguments", p.arguments),
+                    })
+                    .collect(),
+            ),
+        };
+        sdk::run::hidden::<P>(&settings, &convert_context(context), &listing)
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! A policy is a WebAssembly component that the gateway asks, for every MCP message on the routes that use
 //! it, whether to **allow** it, **deny** it (with a reason the agent sees) or **require approval**. This
-//! crate hides the component plumbing (the `mcp:policy@0.1.0` WIT contract, its JSON-as-text fields, the
+//! crate hides the component plumbing (the `mcp:policy@0.2.0` WIT contract, its JSON-as-text fields, the
 //! exports): you implement [`Policy`] on plain Rust types, test it natively with `cargo test`, and
 //! [`export_policy!`] turns it into the component when you build for `wasm32-wasip2`.
 //!
@@ -82,13 +82,17 @@
 //!
 //! * Every call runs in a fresh sandbox: no state survives between calls. Everything arrives as arguments,
 //!   including the settings, which the SDK parses (serde) on every call.
-//! * No files, network, environment, clock or randomness: a policy decides from the request alone.
+//! * No files, network or environment; the clocks read one instant that does not advance during an
+//!   evaluation, a sleep returns at once (a policy that waits runs into its deadline and is denied as a
+//!   timeout), and random bytes are the same fixed stream in every evaluation: a policy decides from the
+//!   request alone (see the sandbox paragraph of `wit/policy.wit`).
 //! * The SDK re-runs [`Policy::validate_settings`] before [`Policy::evaluate`] and [`Policy::hidden_tools`],
 //!   so those never see settings the validation rejects. If the settings are invalid anyway, it fails
-//!   closed: `evaluate` denies and `hidden_tools` hides every tool (see [`run`]).
+//!   closed: `evaluate` denies and `hidden` hides everything listed (see [`run`]).
 //! * For a `tools/call`, [`Policy::hidden_tools`] is asked about the called tool first, in the same call: a
 //!   tool the policy hides is answered as nonexistent and [`Policy::evaluate`] never sees the call
-//!   ([`run::answer`]). One call into the component decides a message.
+//!   ([`run::answer`]). The same holds for `resources/read` ([`Policy::hidden_resources`]) and `prompts/get`
+//!   ([`Policy::hidden_prompts`]). One call into the component decides a message.
 //! * JSON fields (`params`, `arguments`, input schemas, claims) are [`Json`]: read them as
 //!   [`serde_json::Value`]; each is parsed the first time it is read, so a policy that decides from the tool
 //!   name pays nothing for arguments it never looks at.
@@ -117,8 +121,8 @@ mod types;
 
 pub use json::Json;
 pub use types::{
-    Annotations, Context, Decision, Direction, Message, Operation, Principal, PromptGet, Request,
-    ToolCall, ToolInfo,
+    Annotations, Context, Decision, Direction, Listing, Message, Operation, Principal, PromptGet,
+    PromptInfo, Request, ResourceInfo, ResourceTemplateInfo, ToolCall, ToolInfo,
 };
 
 /// A policy: settings, a decision per message, and the tools it would never allow.
@@ -151,9 +155,43 @@ pub trait Policy {
     ) -> Vec<String> {
         Vec::new()
     }
+
+    /// Of the resources an upstream lists, the URIs this policy would never allow on this route: removed
+    /// from `resources/list`, and a `resources/read` of one is answered as if it did not exist (the SDK asks
+    /// this for the read URI, as a [`ResourceInfo::new`], before [`Policy::evaluate`]). The default hides
+    /// nothing.
+    fn hidden_resources(
+        _settings: &Self::Settings,
+        _context: &Context,
+        _resources: &[ResourceInfo],
+    ) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Of the resource templates an upstream lists, the URI templates to remove from
+    /// `resources/templates/list`. Reads of URIs a template expands to are decided by
+    /// [`Policy::hidden_resources`] (by URI). The default hides nothing.
+    fn hidden_resource_templates(
+        _settings: &Self::Settings,
+        _context: &Context,
+        _templates: &[ResourceTemplateInfo],
+    ) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Of the prompts an upstream lists, the names this policy would never allow on this route: removed from
+    /// `prompts/list`, and a `prompts/get` of one is answered as if it did not exist (asked for the prompt
+    /// named, as a [`PromptInfo::new`], before [`Policy::evaluate`]). The default hides nothing.
+    fn hidden_prompts(
+        _settings: &Self::Settings,
+        _context: &Context,
+        _prompts: &[PromptInfo],
+    ) -> Vec<String> {
+        Vec::new()
+    }
 }
 
-/// Exports a [`Policy`] as the component's `validate-settings`, `evaluate` and `hidden-tools`.
+/// Exports a [`Policy`] as the component's `validate-settings`, `evaluate` and `hidden`.
 ///
 /// Write it once, at the top level of the policy crate: `policy_sdk::export_policy!(MyPolicy);`. On wasm it
 /// generates the component exports; natively it only checks that the type implements [`Policy`], so the

@@ -13,7 +13,7 @@
 //! An absent settings document (empty text, or `null`) is read as `{}` when the settings type cannot be
 //! built from `null`, so a policy whose settings all have defaults needs no `settings:` in the config.
 
-use crate::{Context, Decision, Policy, Request, ToolInfo, log};
+use crate::{Context, Decision, Listing, Policy, PromptInfo, Request, ResourceInfo, ToolInfo, log};
 
 /// Parses the settings JSON into `P::Settings` without validating them. The error names what is wrong
 /// (serde's message, with line and column).
@@ -49,8 +49,9 @@ pub fn evaluate<P: Policy>(settings: &str, request: &Request) -> Decision {
 /// What the component's `evaluate` export answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
-    /// The message is a `tools/call` of a tool this policy hides ([`Policy::hidden_tools`]): the gateway
-    /// answers as if the tool did not exist.
+    /// The message is a `tools/call` of a tool this policy hides ([`Policy::hidden_tools`]), a
+    /// `resources/read` of a URI it hides or a `prompts/get` of a prompt it hides: the gateway answers as
+    /// if it did not exist.
     Hidden,
     Decided(Decision),
 }
@@ -81,23 +82,46 @@ pub fn answer<P: Policy>(settings: &str, request: &Request) -> Answer {
             return Answer::Hidden;
         }
     }
+    if let Some(uri) = request.resource_uri() {
+        let hidden = P::hidden_resources(&parsed, &request.context, &[ResourceInfo::new(uri)]);
+        if hidden.iter().any(|h| h == uri) {
+            return Answer::Hidden;
+        }
+    }
+    if let Some(get) = request.prompt_get() {
+        let hidden = P::hidden_prompts(&parsed, &request.context, &[PromptInfo::new(&get.name)]);
+        if hidden.contains(&get.name) {
+            return Answer::Hidden;
+        }
+    }
     Answer::Decided(P::evaluate(&parsed, request))
 }
 
-/// Parses and validates the settings, then asks which tools to hide: the component's `hidden-tools`
-/// export. Invalid settings hide every tool.
+/// Parses and validates the settings, then asks what of one listing page to hide: the component's `hidden`
+/// export. Invalid settings hide everything listed.
+pub fn hidden<P: Policy>(settings: &str, context: &Context, listing: &Listing) -> Vec<String> {
+    let parsed = match checked::<P>(settings) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            log::error(format!("hiding everything listed: {e}"));
+            return listing.ids();
+        }
+    };
+    match listing {
+        Listing::Tools(t) => P::hidden_tools(&parsed, context, t),
+        Listing::Resources(r) => P::hidden_resources(&parsed, context, r),
+        Listing::ResourceTemplates(t) => P::hidden_resource_templates(&parsed, context, t),
+        Listing::Prompts(p) => P::hidden_prompts(&parsed, context, p),
+    }
+}
+
+/// [`hidden`] for a page of tools. Invalid settings hide every tool.
 pub fn hidden_tools<P: Policy>(
     settings: &str,
     context: &Context,
     tools: &[ToolInfo],
 ) -> Vec<String> {
-    match checked::<P>(settings) {
-        Ok(parsed) => P::hidden_tools(&parsed, context, tools),
-        Err(e) => {
-            log::error(format!("hiding every tool: {e}"));
-            tools.iter().map(|t| t.name.clone()).collect()
-        }
-    }
+    hidden::<P>(settings, context, &Listing::Tools(tools.to_vec()))
 }
 
 /// The reason given to the agent when a policy's settings are invalid at evaluation time.
@@ -140,6 +164,20 @@ mod tests {
 
         fn hidden_tools(_: &Strict, _: &Context, _: &[ToolInfo]) -> Vec<String> {
             vec!["only_this".into()]
+        }
+
+        fn hidden_resources(_: &Strict, _: &Context, r: &[ResourceInfo]) -> Vec<String> {
+            r.iter()
+                .filter(|r| r.uri.starts_with("secret://"))
+                .map(|r| r.uri.clone())
+                .collect()
+        }
+
+        fn hidden_prompts(_: &Strict, _: &Context, p: &[PromptInfo]) -> Vec<String> {
+            p.iter()
+                .filter(|p| p.name == "jailbreak")
+                .map(|p| p.name.clone())
+                .collect()
         }
     }
 
@@ -237,6 +275,33 @@ mod tests {
         assert_eq!(
             answer::<StrictPolicy>(r#"{"limit": 0}"#, &hidden),
             Answer::Decided(Decision::deny(SETTINGS_DENY_REASON))
+        );
+    }
+
+    #[test]
+    fn reads_and_gets_of_hidden_resources_and_prompts_are_hidden() {
+        let s = r#"{"limit": 3}"#;
+        let read = Request::new_method("resources/read", json!({"uri": "secret://keys"}));
+        assert_eq!(answer::<StrictPolicy>(s, &read), Answer::Hidden);
+        let read = Request::new_method("resources/read", json!({"uri": "file:///ok"}));
+        assert_eq!(
+            answer::<StrictPolicy>(s, &read),
+            Answer::Decided(Decision::allow())
+        );
+        let get = Request::new_method("prompts/get", json!({"name": "jailbreak"}));
+        assert_eq!(answer::<StrictPolicy>(s, &get), Answer::Hidden);
+        let listing = Listing::Resources(vec![
+            ResourceInfo::new("secret://keys"),
+            ResourceInfo::new("file:///ok"),
+        ]);
+        assert_eq!(
+            hidden::<StrictPolicy>(s, &Context::default(), &listing),
+            vec!["secret://keys"]
+        );
+        // Invalid settings hide the whole page, whatever its kind.
+        assert_eq!(
+            hidden::<StrictPolicy>(r#"{"limit": 0}"#, &Context::default(), &listing),
+            vec!["secret://keys", "file:///ok"]
         );
     }
 

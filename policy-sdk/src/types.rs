@@ -3,7 +3,7 @@
 //!
 //! The gateway fills these in from the MCP message it is deciding; the SDK converts them from the
 //! wit-bindgen types on wasm (see `bindings.rs`). The structs are `#[non_exhaustive]` because the WIT
-//! package may gain fields within 0.1.x: build them with the constructors and `with_*` methods, read them
+//! package may gain fields within 0.2.x: build them with the constructors and `with_*` methods, read them
 //! through their public fields.
 
 use serde_json::{Value, json};
@@ -74,7 +74,7 @@ pub enum Direction {
 }
 
 /// A typed view of the operations policies most often decide on. Match with a `_` arm: new operations may
-/// be added within the 0.1 contract.
+/// be added within the 0.2 contract.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Operation {
@@ -573,5 +573,110 @@ mod tests {
         );
         assert_eq!(deny.to_string(), "deny: d");
         assert_eq!(allow.reason(), None);
+    }
+}
+
+/// What the gateway knows of a resource from the upstream's `resources/list`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ResourceInfo {
+    pub uri: String,
+    pub name: String,
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub mime_type: Option<String>,
+}
+
+impl ResourceInfo {
+    /// A resource known only by its URI (as a `resources/read` names it); its name is the URI.
+    pub fn new(uri: impl Into<String>) -> Self {
+        let uri = uri.into();
+        ResourceInfo {
+            name: uri.clone(),
+            uri,
+            title: None,
+            description: None,
+            mime_type: None,
+        }
+    }
+
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    pub fn with_mime_type(mut self, mime_type: impl Into<String>) -> Self {
+        self.mime_type = Some(mime_type.into());
+        self
+    }
+}
+
+/// What the gateway knows of a resource template from the upstream's `resources/templates/list`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ResourceTemplateInfo {
+    /// The RFC 6570 URI template, e.g. `file:///{path}`.
+    pub uri_template: String,
+    pub name: String,
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub mime_type: Option<String>,
+}
+
+impl ResourceTemplateInfo {
+    pub fn new(uri_template: impl Into<String>) -> Self {
+        let uri_template = uri_template.into();
+        ResourceTemplateInfo {
+            name: uri_template.clone(),
+            uri_template,
+            title: None,
+            description: None,
+            mime_type: None,
+        }
+    }
+}
+
+/// What the gateway knows of a prompt from the upstream's `prompts/list`.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct PromptInfo {
+    pub name: String,
+    pub title: Option<String>,
+    pub description: Option<String>,
+    /// The prompt's `arguments` (a JSON array).
+    pub arguments: Json,
+}
+
+impl PromptInfo {
+    /// A prompt known only by its name (as a `prompts/get` names it).
+    pub fn new(name: impl Into<String>) -> Self {
+        PromptInfo {
+            name: name.into(),
+            title: None,
+            description: None,
+            arguments: Json::from(serde_json::json!([])),
+        }
+    }
+}
+
+/// One page of a listing, as the upstream sent it: what [`crate::Policy`]'s `hidden_*` functions are asked
+/// about, by kind.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Listing {
+    Tools(Vec<ToolInfo>),
+    Resources(Vec<ResourceInfo>),
+    ResourceTemplates(Vec<ResourceTemplateInfo>),
+    Prompts(Vec<PromptInfo>),
+}
+
+impl Listing {
+    /// Every entry's identifier as `hidden` answers it: tool and prompt names, resource URIs and templates.
+    pub fn ids(&self) -> Vec<String> {
+        match self {
+            Listing::Tools(t) => t.iter().map(|t| t.name.clone()).collect(),
+            Listing::Resources(r) => r.iter().map(|r| r.uri.clone()).collect(),
+            Listing::ResourceTemplates(r) => r.iter().map(|r| r.uri_template.clone()).collect(),
+            Listing::Prompts(p) => p.iter().map(|p| p.name.clone()).collect(),
+        }
     }
 }

@@ -406,7 +406,7 @@ def test_hostile_policies_fail_closed_while_a_good_route_keeps_working(stack, ce
 
 @pytest.mark.parametrize("mode", ERAS)
 def test_failing_hidden_tools_hides_every_tool(stack, certs, policy_dir, mode):
-    """A policy whose `hidden-tools` panics fails closed on listings too: the (SSE or JSON) tools/list answer
+    """A policy whose `hidden` export panics fails closed on listings too: the (SSE or JSON) tools/list answer
     comes back empty, and a call is refused with the failure, not forwarded."""
     up = stack.upstream("v2")
     mods = {"hpanic": module(policy_dir, "hostile_policy", {"mode": "allow", "hidden_tools_mode": "panic"})}
@@ -416,7 +416,7 @@ def test_failing_hidden_tools_hides_every_tool(stack, certs, policy_dir, mode):
         ("list",), ("call", "search_docs", {"query": "x"})])
 
     assert [r["rpc_method"] for r in up.records()].count("tools/list") == 1, "the listing was not forwarded"
-    assert listing.tools == [], f"tools leaked through a failing hidden-tools: {[t.name for t in listing.tools]}"
+    assert listing.tools == [], f"tools leaked through a failing hidden: {[t.name for t in listing.tools]}"
     assert_refused_text(c, "Blocked by policy 'hpanic': the policy failed (panicked (trap: unreachable)); "
                            "failing closed")
     assert_not_forwarded(up, c)

@@ -238,6 +238,8 @@ pub struct Filter {
     pub principal: Option<String>,
     pub request_id: Option<String>,
     pub kind: Option<String>,
+    /// Monitor mode: decisions whose would-be decision (had monitor policies enforced) is this.
+    pub would: Option<String>,
 }
 
 impl Filter {
@@ -265,6 +267,7 @@ impl Filter {
             && eq(&self.decision, field("decision"))
             && eq(&self.principal, field("principal"))
             && eq(&self.request_id, field("request_id"))
+            && (self.would.is_none() || eq(&self.would, field("would")))
     }
 }
 

@@ -218,6 +218,10 @@ pub struct DecisionRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client: Option<String>,
     pub decision: Decision,
+    /// `server_to_client` for a request the server made of the client (sampling, elicitation, roots) on an
+    /// answer stream; absent for the client's own messages.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub direction: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
     /// JSON-RPC method (`tools/call`, …).
@@ -245,6 +249,10 @@ pub struct DecisionRecord {
     pub session_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool: Option<String>,
+    /// What the chain would have decided had its monitor-mode policies enforced, when that differs from
+    /// `decision` (monitor mode: the would-be answer, queryable with `audit query --would`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub would: Option<Decision>,
 }
 
 /// Which step of the approval workflow an [`ApprovalRecord`] is (its envelope `kind`).
@@ -626,6 +634,8 @@ mod tests {
     #[test]
     fn decision_arguments_forms() {
         let mut d = DecisionRecord {
+            direction: None,
+            would: None,
             request_id: "r".into(),
             route: None,
             host: None,
@@ -674,6 +684,8 @@ mod tests {
             Arguments::Omitted,
         ] {
             let r = Record::Decision(DecisionRecord {
+                direction: None,
+                would: None,
                 approval_id: Some("ap".into()),
                 arguments,
                 client: Some("10.0.0.1:5".into()),

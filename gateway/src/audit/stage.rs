@@ -201,16 +201,21 @@ impl Auditor {
         ctx: &RequestCtx,
         redaction: &Redaction,
         inbound: &Inbound,
-        invalid: &InvalidArguments,
+        invalid: &[InvalidArguments],
     ) {
         let Some(log) = &self.log else { return };
-        let Some(msg) = inbound.single_message() else {
+        let Inbound::Post { payload, .. } = inbound else {
             return;
         };
-        let mut r = base(ctx, redaction, msg);
-        r.decision = Decision::InvalidArguments;
-        r.reason = Some(invalid.errors.join("; "));
-        log.append_later(Record::Decision(r));
+        for bad in invalid {
+            let Some(msg) = payload.messages().get(bad.index) else {
+                continue;
+            };
+            let mut r = base(ctx, redaction, msg);
+            r.decision = Decision::InvalidArguments;
+            r.reason = Some(bad.errors.join("; "));
+            log.append_later(Record::Decision(r));
+        }
     }
 
     /// Records a request refused before any policy ran.
@@ -300,6 +305,8 @@ fn base(ctx: &RequestCtx, redaction: &Redaction, msg: &Message) -> DecisionRecor
         _ => None,
     };
     DecisionRecord {
+        direction: None,
+        would: None,
         rpc_id: msg.id().map(|i| i.to_value()),
         arguments: redaction.apply(tool.as_deref(), args.as_ref()),
         tool,
@@ -310,6 +317,8 @@ fn base(ctx: &RequestCtx, redaction: &Redaction, msg: &Message) -> DecisionRecor
 /// What every decision record of a request carries: who, where, which session; decision `allow` until set.
 fn envelope(ctx: &RequestCtx, method: String) -> DecisionRecord {
     DecisionRecord {
+        direction: None,
+        would: None,
         request_id: ctx.id_str().to_owned(),
         route: ctx.route.clone(),
         host: ctx.host.clone(),
@@ -346,6 +355,8 @@ fn decision_records(
             _ => "ends the session",
         };
         return vec![DecisionRecord {
+            direction: None,
+            would: None,
             reason: Some(format!("no JSON-RPC message: the request {what}")),
             ..envelope(ctx, format!("HTTP {} {}", ctx.http_method, ctx.path))
         }];
@@ -357,32 +368,82 @@ fn decision_records(
         .map(|(i, msg)| {
             let mut r = base(ctx, redaction, msg);
             match verdicts.get(i) {
-                Some(v) => {
-                    r.policies = v.answers.iter().map(policy_result).collect();
-                    (r.decision, r.reason) = match &v.outcome {
-                        Outcome::Allow if v.answers.is_empty() => (
-                            Decision::Allow,
-                            Some("no policy applies (unpoliced route)".into()),
-                        ),
-                        Outcome::Allow => (Decision::Allow, None),
-                        Outcome::Deny { policy, reason } => {
-                            (Decision::Deny, Some(format!("{policy}: {reason}")))
-                        }
-                        Outcome::RequireApproval { policy, reason } => (
-                            Decision::RequireApproval,
-                            Some(format!("{policy}: {reason}")),
-                        ),
-                        Outcome::Hidden { policy, tool } => (
-                            Decision::Hidden,
-                            Some(format!("{policy}: tool {tool} is hidden")),
-                        ),
-                    };
-                }
+                Some(v) => apply_verdict(&mut r, v),
                 None => r.reason = Some("no policies configured (drop-in mode)".into()),
             }
             r
         })
         .collect()
+}
+
+/// Writes a verdict into a record: every policy's answer, the decision and its reason, and (monitor mode)
+/// what the chain would have decided had its monitor policies enforced, when that differs.
+fn apply_verdict(r: &mut DecisionRecord, v: &Verdict) {
+    r.policies = v.answers.iter().map(policy_result).collect();
+    (r.decision, r.reason) = decision_of(&v.outcome, v.answers.is_empty());
+    if v.answers.iter().any(|a| a.mode == PolicyMode::Monitor) {
+        let (would, _) = decision_of(&crate::policy::verdict::would(&v.answers), false);
+        r.would = (would != r.decision).then_some(would);
+    }
+}
+
+fn decision_of(outcome: &Outcome, unpoliced: bool) -> (Decision, Option<String>) {
+    match outcome {
+        Outcome::Allow if unpoliced => (
+            Decision::Allow,
+            Some("no policy applies (unpoliced route)".into()),
+        ),
+        Outcome::Allow => (Decision::Allow, None),
+        Outcome::Deny { policy, reason } => (Decision::Deny, Some(format!("{policy}: {reason}"))),
+        Outcome::RequireApproval { policy, reason } => (
+            Decision::RequireApproval,
+            Some(format!("{policy}: {reason}")),
+        ),
+        Outcome::Hidden { policy, kind, name } => (
+            Decision::Hidden,
+            Some(format!("{policy}: {} {name} is hidden", kind.label())),
+        ),
+    }
+}
+
+/// Records the chain's decisions on the requests the server makes of the client on one request's answer
+/// stream (sampling, elicitation, roots): a decision like any other.
+#[derive(Clone)]
+pub struct ServerRequestAudit {
+    log: AuditLog,
+    envelope: DecisionRecord,
+}
+
+impl Auditor {
+    /// What recording server-to-client decisions on `ctx`'s answer needs; `None` when auditing is off.
+    pub fn server_requests(&self, ctx: &RequestCtx) -> Option<ServerRequestAudit> {
+        Some(ServerRequestAudit {
+            log: self.log.clone()?,
+            envelope: DecisionRecord {
+                direction: Some("server_to_client"),
+                ..envelope(ctx, String::new())
+            },
+        })
+    }
+}
+
+impl ServerRequestAudit {
+    /// Records one decision: an allowed request is durable before it may reach the client (`Err`: it must
+    /// not); a refused one is queued.
+    pub async fn record(&self, msg: &Message, verdict: &Verdict) -> Result<(), AuditError> {
+        let mut r = DecisionRecord {
+            method: msg.method().unwrap_or("?").to_owned(),
+            rpc_id: msg.id().map(|i| i.to_value()),
+            ..self.envelope.clone()
+        };
+        apply_verdict(&mut r, verdict);
+        if verdict.is_allow() {
+            self.log.append(Record::Decision(r)).await.map(|_| ())
+        } else {
+            self.log.append_later(Record::Decision(r));
+            Ok(())
+        }
+    }
 }
 
 fn policy_result(a: &crate::policy::verdict::PolicyAnswer) -> PolicyResult {

@@ -59,6 +59,10 @@ pub enum AuditCommand {
         /// decision, refusal, outcome, checkpoint, gap, recovery, segment_start.
         #[arg(long)]
         kind: Option<String>,
+        /// Monitor mode: decisions that would have been this (deny, require_approval, hidden) had the
+        /// route's monitor-mode policies enforced.
+        #[arg(long)]
+        would: Option<String>,
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -104,9 +108,11 @@ pub fn run(cmd: AuditCommand) -> anyhow::Result<()> {
             principal,
             request_id,
             kind,
+            would,
             format,
         } => {
             let filter = Filter {
+                would,
                 since: since.as_deref().map(parse_time).transpose()?,
                 until: until.as_deref().map(parse_time).transpose()?,
                 route,

@@ -136,7 +136,7 @@ fn check(wasm: &Path, settings: &str, memory_mb: u64) -> anyhow::Result<()> {
     let started = Instant::now();
     let (_, m) = load(wasm, settings, limits)?;
     println!(
-        "✓ {} loads as an mcp:policy@0.1.0 policy ({} ms)",
+        "✓ {} loads as an mcp:policy@0.2.0 policy ({} ms)",
         wasm.display(),
         started.elapsed().as_millis()
     );
@@ -232,7 +232,9 @@ fn label(v: &Verdict) -> (&'static str, String) {
         Outcome::Allow => ("allow", String::new()),
         Outcome::Deny { reason, .. } => ("deny", reason.clone()),
         Outcome::RequireApproval { reason, .. } => ("require_approval", reason.clone()),
-        Outcome::Hidden { tool, .. } => ("hidden", format!("tool {tool} is hidden")),
+        Outcome::Hidden { kind, name, .. } => {
+            ("hidden", format!("{} {name} is hidden", kind.label()))
+        }
     }
 }
 

@@ -1,29 +1,42 @@
 //! Response filters: what the agent may see of the upstream's answers, on routes with a `policies:` block.
 //!
-//! - `tools/list` answers (JSON or SSE, every page): the catalogue learns, hidden tools are removed
-//!   ([`tools_list`]).
-//! - Requests the server makes of the client on an SSE stream (sampling, elicitation, roots) are decided by
-//!   the chain; a refused one never reaches the client and the server gets an error answer
-//!   ([`server_requests`]).
+//! The rule: **an answer the gateway cannot decide on is never passed.** Every answer body on a policed route
+//! — JSON or SSE, any HTTP status, a POST's answer or a `GET` stream (resumption, server pushes, the
+//! 2024-11-05 HTTP+SSE transport) — is read as JSON-RPC and judged by what it contains, not by what was
+//! asked ([`judge`]):
 //!
+//! - every listing in it (`tools`, `resources`, `resourceTemplates`, `prompts` of any result, single or in a
+//!   batch, every page) loses what the chain hides ([`listing`]);
+//! - every request the server makes of the client (sampling, elicitation, roots), single or batched, is
+//!   decided by the chain; a refused one never reaches the client and the server gets an error answer
+//!   ([`server_requests`]); tool definitions inside it (sampling's `tools`) lose the hidden ones too.
+//!
+//! What cannot be read strictly (not UTF-8, a byte-order mark, `NaN`, a lone surrogate, a duplicate key, nesting
+//! past the parser's limit, JSON split across SSE events, a compressed body) is refused: a JSON body with a 502,
+//! an SSE event by ending the stream with an error for every request still waiting on it ([`stream`]).
 //! SSE streams are rewritten event by event as they arrive: never buffered, never cut.
 
+pub mod judge;
+pub mod listing;
 pub mod server_requests;
-pub mod tools_list;
+mod stream;
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{Response, header};
-use http_body_util::BodyExt;
-use hyper::body::{Body as _, Frame, Incoming};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::{Frame, Incoming};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use crate::mcp::sse::{self, EventSplitter};
+use crate::mcp::jsonrpc;
 use crate::reply::Body;
-pub use tools_list::{FilterError, ListFilter};
+pub use listing::Listing;
+
+/// Largest JSON answer the gateway buffers to judge.
+const MAX_JSON_BYTES: usize = 32 << 20;
 
 /// A response body fed by a channel, one frame per message, so each event leaves as soon as it is sent.
 /// Dropping the receiver (the client went away) makes the producer's next send fail, which ends it.
@@ -40,12 +53,28 @@ impl hyper::body::Body for ChannelBody {
     }
 }
 
+/// Why an upstream answer was withheld.
+#[derive(Debug, thiserror::Error)]
+pub enum FilterError {
+    #[error("the upstream answer could not be read: {0}")]
+    Read(String),
+    #[error("the upstream answer is not JSON the gateway can decide on: {0}")]
+    NotJson(String),
+    #[error("the upstream answer is encoded ({0}), which the gateway does not decode")]
+    Encoded(String),
+    #[error("the upstream answered with a request the policies refused")]
+    Withheld,
+}
+
 /// What to do to one upstream response.
 pub struct ResponseFilter {
-    /// Set when the request was a `tools/list`.
-    pub list: Option<ListFilter>,
-    /// Polices server→client requests on SSE streams.
+    /// Filters listings.
+    pub listing: Listing,
+    /// Polices server→client requests.
     pub police: server_requests::Police,
+    /// The JSON-RPC ids of the requests the client's POST carried (empty for a `GET` stream): what an
+    /// answer stream refused midway still owes the client.
+    pub pending: Vec<Value>,
 }
 
 /// Whether a response is an SSE stream.
@@ -56,72 +85,121 @@ pub fn is_sse<B>(resp: &Response<B>) -> bool {
         .is_some_and(|v| v.trim_start().starts_with("text/event-stream"))
 }
 
-/// Applies `f` to a response: SSE streams event by event, a JSON `tools/list` answer buffered (bounded).
+/// Applies `f` to a response: SSE streams event by event, any other body buffered (bounded) and judged.
 pub async fn apply(
     resp: Response<Incoming>,
     f: ResponseFilter,
 ) -> Result<Response<Body>, FilterError> {
-    if !resp.status().is_success() {
-        return Ok(resp.map(|b| b.boxed()));
+    let judged = judge_body(resp, f).await;
+    if judged.is_err() {
+        crate::telemetry::COUNTERS
+            .unfilterable_events
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    judged
+}
+
+async fn judge_body(
+    resp: Response<Incoming>,
+    f: ResponseFilter,
+) -> Result<Response<Body>, FilterError> {
+    if let Some(enc) = resp
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .map(|v| {
+            String::from_utf8_lossy(v.as_bytes())
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .filter(|e| !e.is_empty() && e != "identity")
+    {
+        return Err(FilterError::Encoded(enc));
     }
     if is_sse(&resp) {
-        let (parts, body) = resp.into_parts();
+        let (mut parts, body) = resp.into_parts();
+        parts.headers.remove(header::CONTENT_LENGTH); // events may be rewritten or withheld
         let (tx, rx) = mpsc::channel(16);
-        tokio::spawn(filter_stream(body, f, tx));
+        tokio::spawn(stream::filter(body, f, tx));
         return Ok(Response::from_parts(parts, ChannelBody(rx).boxed()));
     }
-    match f.list {
-        Some(list) => tools_list::apply_json(resp, &list).await,
-        None => Ok(resp.map(|b| b.boxed())),
-    }
+    apply_json(resp, &f).await
 }
 
-async fn filter_stream(mut body: Incoming, f: ResponseFilter, tx: mpsc::Sender<Bytes>) {
-    let mut splitter = EventSplitter::default();
-    loop {
-        let frame = match std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
-            Some(Ok(frame)) => frame,
-            Some(Err(e)) => {
-                tracing::debug!(error = %e, "upstream stream ended with an error");
-                break;
-            }
-            None => break,
-        };
-        let Some(data) = frame.data_ref() else {
-            continue;
-        };
-        splitter.push(data);
-        while let Some(event) = splitter.next_event() {
-            if let Some(out) = rewrite_event(event, &f).await
-                && tx.send(out).await.is_err()
-            {
-                return; // client gone: dropping `body` closes the upstream stream (cancellation)
-            }
+/// A non-SSE answer: buffered (bounded); when it is (or claims to be, or looks like) JSON it must parse
+/// strictly and is judged; anything else (an empty 202, an HTML error page) carries no message and passes.
+async fn apply_json(
+    resp: Response<Incoming>,
+    f: &ResponseFilter,
+) -> Result<Response<Body>, FilterError> {
+    let (mut parts, body) = resp.into_parts();
+    let bytes = Limited::new(body, MAX_JSON_BYTES)
+        .collect()
+        .await
+        .map_err(|e| FilterError::Read(e.to_string()))?
+        .to_bytes();
+    let claims_json = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            let t = v.split(';').next().unwrap_or("").trim();
+            t.eq_ignore_ascii_case("application/json") || t.to_ascii_lowercase().ends_with("+json")
+        });
+    if bytes.iter().all(u8::is_ascii_whitespace) || !(claims_json || looks_like_json(&bytes)) {
+        return Ok(Response::from_parts(parts, crate::reply::full(bytes)));
+    }
+    let mut v = jsonrpc::parse_value(&bytes).map_err(|e| FilterError::NotJson(e.to_string()))?;
+    let judged = judge::judge(&mut v, f).await;
+    if judged.withheld {
+        return Err(FilterError::Withheld);
+    }
+    if !judged.changed {
+        return Ok(Response::from_parts(parts, crate::reply::full(bytes)));
+    }
+    parts.headers.remove(header::CONTENT_LENGTH);
+    if judged.listing {
+        parts.headers.insert(
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static("private, no-store"),
+        );
+    }
+    let out = serde_json::to_vec(&v).expect("JSON serialises");
+    Ok(Response::from_parts(parts, crate::reply::full(out)))
+}
+
+/// Whether a client might read `b` as JSON: an object or array after whitespace or a UTF-8 byte-order mark,
+/// or text in a UTF-16/32 encoding (a byte-order mark or a NUL among the first bytes), which lenient JSON
+/// readers detect.
+fn looks_like_json(b: &[u8]) -> bool {
+    if b.starts_with(b"\xEF\xBB\xBF") || b.starts_with(b"\xFF\xFE") || b.starts_with(b"\xFE\xFF") {
+        return true;
+    }
+    if b.iter().take(4).any(|&c| c == 0) {
+        return true;
+    }
+    matches!(
+        b.iter().find(|c| !c.is_ascii_whitespace()),
+        Some(b'{' | b'[')
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::looks_like_json;
+
+    #[test]
+    fn what_a_lenient_client_could_read_as_json() {
+        for yes in [
+            &b"{}"[..],
+            b"  [1]",
+            b"\xEF\xBB\xBF{}",
+            b"\xFF\xFE{\x00",
+            b"\x00{\x00\x00",
+        ] {
+            assert!(looks_like_json(yes), "{yes:?}");
+        }
+        for no in [&b"Internal Server Error"[..], b"<html>", b"Accepted"] {
+            assert!(!looks_like_json(no), "{no:?}");
         }
     }
-    if let Some(rest) = splitter.finish()
-        && let Some(out) = rewrite_event(rest, &f).await
-    {
-        let _ = tx.send(out).await;
-    }
-}
-
-/// One event: a `tools/list` result is filtered, a server→client request is decided (and withheld when
-/// refused); everything else passes unchanged.
-async fn rewrite_event(event: Bytes, f: &ResponseFilter) -> Option<Bytes> {
-    let Some(data) = sse::data(&event) else {
-        return Some(event);
-    };
-    let Ok(mut v) = serde_json::from_str::<Value>(&data) else {
-        return Some(event);
-    };
-    if let Some(list) = &f.list
-        && tools_list::filter_value(&mut v, list).await
-    {
-        return Some(sse::with_data(&event, &v.to_string()));
-    }
-    if v.get("method").is_some() && v.get("id").is_some() {
-        return f.police.check(&data, event).await;
-    }
-    Some(event)
 }

@@ -5,12 +5,12 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use http::HeaderMap;
-use serde_json::json;
+use serde_json::{Value, json};
 
+use crate::audit::stage::ServerRequestAudit;
 use crate::forward::UpstreamClient;
-use crate::mcp::{Payload, jsonrpc};
+use crate::mcp::{Message, jsonrpc};
 use crate::policy::PolicyChain;
 use crate::policy::bindings::types::RequestContext;
 use crate::policy::verdict::Outcome;
@@ -27,26 +27,43 @@ pub struct Police {
     pub headers: HeaderMap,
     /// The MCP endpoint path the stream belongs to.
     pub path: String,
+    /// Where the decisions are recorded (`None` with auditing off).
+    pub audit: Option<ServerRequestAudit>,
 }
 
 impl Police {
-    /// Passes `event` on, or withholds it (returning `None`) and answers the server when the chain refuses.
-    pub async fn check(&self, data: &str, event: Bytes) -> Option<Bytes> {
-        let msg = match jsonrpc::parse(data.as_bytes()) {
-            Ok(Payload::Single(m)) => m,
-            // Not one well-formed message: the client could not act on it either; pass it untouched.
-            _ => return Some(event),
+    /// Whether the request `v` may reach the client. When the chain refuses it (or it is not a well-formed
+    /// request), it is withheld and the server is answered with an error on the client's behalf.
+    pub async fn allows(&self, v: &Value) -> bool {
+        let msg = match jsonrpc::message(v.clone()) {
+            Ok(m @ Message::Request { .. }) => m,
+            Ok(_) | Err(_) => {
+                tracing::warn!(request_id = %self.context.request_id, "a server-to-client request the gateway cannot read is withheld");
+                return false;
+            }
         };
         let verdict = self
             .chain
             .decide_server_request(self.context.clone(), &msg)
             .await;
-        let (policy, reason) = match &verdict.outcome {
-            Outcome::Allow => return Some(event),
-            Outcome::Deny { policy, reason } | Outcome::RequireApproval { policy, reason } => {
-                (policy.clone(), reason.clone())
+        let recorded = match &self.audit {
+            Some(audit) => audit.record(&msg, &verdict).await,
+            None => Ok(()),
+        };
+        let (policy, reason) = match (&verdict.outcome, recorded) {
+            (_, Err(e)) => {
+                tracing::error!(request_id = %self.context.request_id, error = %e, "cannot record a server-to-client request's decision; withholding it");
+                (
+                    Arc::from(crate::policy::verdict::GATEWAY),
+                    "the gateway cannot record this request in its audit log".to_owned(),
+                )
             }
-            Outcome::Hidden { policy, .. } => (policy.clone(), "hidden".to_owned()),
+            (Outcome::Allow, Ok(())) => return true,
+            (
+                Outcome::Deny { policy, reason } | Outcome::RequireApproval { policy, reason },
+                Ok(()),
+            ) => (policy.clone(), reason.clone()),
+            (Outcome::Hidden { policy, .. }, Ok(())) => (policy.clone(), "hidden".to_owned()),
         };
         let method = msg.method().unwrap_or("?");
         tracing::info!(
@@ -56,10 +73,7 @@ impl Police {
         crate::telemetry::COUNTERS
             .policy_denials
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let id = msg
-            .id()
-            .map(|i| i.to_value())
-            .unwrap_or(serde_json::Value::Null);
+        let id = msg.id().map(|i| i.to_value()).unwrap_or(Value::Null);
         let answer = json!({"jsonrpc": "2.0", "id": id, "error": {"code": POLICY_DENIED,
             "message": format!("Blocked by policy '{policy}': {reason}. Gateway request id: {}.", self.context.request_id),
             "data": {"policy": &*policy, "reason": reason, "request_id": self.context.request_id}}});
@@ -75,6 +89,6 @@ impl Police {
                 tracing::warn!(error = %e, "could not send the refusal of a server-to-client request to the upstream")
             }
         }
-        None
+        false
     }
 }

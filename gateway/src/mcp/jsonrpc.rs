@@ -124,11 +124,7 @@ impl Payload {
 
 /// Parses a body strictly.
 pub fn parse(body: &[u8]) -> Result<Payload, ParseError> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let StrictValue(value) =
-        StrictValue::deserialize(&mut de).map_err(|e| ParseError::Json(e.to_string()))?;
-    de.end().map_err(|e| ParseError::Json(e.to_string()))?;
-    match value {
+    match parse_value(body)? {
         Value::Array(items) => {
             if items.is_empty() {
                 return Err(ParseError::Invalid("empty batch".into()));
@@ -146,7 +142,19 @@ pub fn parse(body: &[u8]) -> Result<Payload, ParseError> {
     }
 }
 
-fn message(v: Value) -> Result<Message, String> {
+/// Parses one JSON value as strictly as [`parse`] does (duplicate keys at any depth, trailing bytes, lone
+/// surrogates, `NaN`, a byte-order mark and nesting past serde_json's limit are all errors), without asking
+/// it to be JSON-RPC. Used for what upstreams answer: a value the gateway cannot read is never passed on.
+pub fn parse_value(body: &[u8]) -> Result<Value, ParseError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let StrictValue(value) =
+        StrictValue::deserialize(&mut de).map_err(|e| ParseError::Json(e.to_string()))?;
+    de.end().map_err(|e| ParseError::Json(e.to_string()))?;
+    Ok(value)
+}
+
+/// Reads one JSON-RPC message from a parsed value.
+pub fn message(v: Value) -> Result<Message, String> {
     let Value::Object(mut o) = v else {
         return Err("a JSON-RPC message must be an object".into());
     };

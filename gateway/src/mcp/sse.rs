@@ -4,10 +4,17 @@
 
 use bytes::{Bytes, BytesMut};
 
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
 /// Accumulates bytes and yields whole events (including their terminating blank line).
+///
+/// A UTF-8 byte-order mark at the very start of the stream is dropped, as the SSE specification tells clients
+/// to do: left in place it would hide the first line's field name from us, but not from the client.
 #[derive(Debug, Default)]
 pub struct EventSplitter {
     buf: BytesMut,
+    /// Whether the start of the stream has been checked for a byte-order mark.
+    started: bool,
 }
 
 impl EventSplitter {
@@ -15,14 +22,33 @@ impl EventSplitter {
         self.buf.extend_from_slice(chunk);
     }
 
+    /// Drops a leading byte-order mark once enough bytes are here to tell; `false` while they are not.
+    fn skip_bom(&mut self, at_end: bool) -> bool {
+        if self.started {
+            return true;
+        }
+        if self.buf.len() < BOM.len() && BOM.starts_with(&self.buf) && !at_end {
+            return false;
+        }
+        if self.buf.starts_with(BOM) {
+            let _ = self.buf.split_to(BOM.len());
+        }
+        self.started = true;
+        true
+    }
+
     /// The next complete event, if one is buffered.
     pub fn next_event(&mut self) -> Option<Bytes> {
+        if !self.skip_bom(false) {
+            return None;
+        }
         let end = find_event_end(&self.buf)?;
         Some(self.buf.split_to(end).freeze())
     }
 
     /// Whatever is left when the stream ends (an unterminated last event).
     pub fn finish(&mut self) -> Option<Bytes> {
+        self.skip_bom(true);
         (!self.buf.is_empty()).then(|| self.buf.split().freeze())
     }
 }
@@ -79,6 +105,54 @@ pub fn data(event: &[u8]) -> Option<String> {
         }
     }
     out
+}
+
+/// The event's type: its last `event:` field, or `message` when it has none (as clients dispatch it). Only
+/// `message` events carry JSON-RPC; clients ignore others' data or read it as something else (the
+/// 2024-11-05 transport's `endpoint`).
+pub fn event_type(event: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let mut ty: Option<&[u8]> = None;
+    for line in lines(event) {
+        if let Some(rest) = line.strip_prefix(b"event") {
+            match rest.first() {
+                None => ty = Some(rest),
+                Some(b':') => ty = Some(rest[1..].strip_prefix(b" ").unwrap_or(&rest[1..])),
+                Some(_) => {}
+            }
+        }
+    }
+    match ty {
+        Some(t) if !t.is_empty() => std::borrow::Cow::Borrowed(t),
+        _ => std::borrow::Cow::Borrowed(b"message"),
+    }
+}
+
+/// The event's data as [`data`] reads it, but `Err` when a `data` line is not valid UTF-8 (which a client
+/// would read with replacement characters: not what the gateway decided on).
+pub fn data_utf8(event: &[u8]) -> Option<Result<String, std::str::Utf8Error>> {
+    let mut out: Option<String> = None;
+    for line in lines(event) {
+        let Some(rest) = line.strip_prefix(b"data") else {
+            continue;
+        };
+        let value = match rest.first() {
+            None => rest,
+            Some(b':') => rest[1..].strip_prefix(b" ").unwrap_or(&rest[1..]),
+            Some(_) => continue,
+        };
+        let value = match std::str::from_utf8(value) {
+            Ok(v) => v,
+            Err(e) => return Some(Err(e)),
+        };
+        match &mut out {
+            Some(s) => {
+                s.push('\n');
+                s.push_str(value);
+            }
+            None => out = Some(value.to_owned()),
+        }
+    }
+    out.map(Ok)
 }
 
 /// The same event with its data replaced by `new_data` (one line of JSON).
@@ -139,5 +213,27 @@ mod tests {
         assert_eq!(data(b"id: 1\ndata\n\n").unwrap(), "");
         assert!(data(b": keepalive\n\n").is_none());
         assert!(data(b"database: x\n\n").is_none());
+        assert!(data_utf8(b"data: \xff\n\n").unwrap().is_err());
+        assert_eq!(data_utf8(b"data: a\ndata: b\n\n").unwrap().unwrap(), "a\nb");
+    }
+
+    #[test]
+    fn event_types_as_clients_dispatch_them() {
+        assert_eq!(&*event_type(b"data: 1\n\n"), b"message");
+        assert_eq!(&*event_type(b"event:\ndata: 1\n\n"), b"message");
+        assert_eq!(&*event_type(b"event: endpoint\ndata: /m\n\n"), b"endpoint");
+        assert_eq!(&*event_type(b"event: x\nevent:message\n\n"), b"message");
+        assert_eq!(&*event_type(b"events: x\n\n"), b"message");
+    }
+
+    #[test]
+    fn a_byte_order_mark_at_the_start_is_dropped_even_split_across_chunks() {
+        let mut s = EventSplitter::default();
+        s.push(b"\xEF");
+        assert!(s.next_event().is_none());
+        s.push(b"\xBB\xBFdata: {}\n\n\xEF\xBB\xBFdata: 2\n\n");
+        assert_eq!(&s.next_event().unwrap()[..], b"data: {}\n\n");
+        // Only at the start of the stream: later it is part of a line.
+        assert_eq!(&s.next_event().unwrap()[..], b"\xEF\xBB\xBFdata: 2\n\n");
     }
 }

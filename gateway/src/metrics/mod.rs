@@ -489,6 +489,28 @@ pub fn render(live: &Live) -> String {
         &[],
         c.tls_handshake_failures.load(Ordering::Relaxed),
     );
+    e.family(
+        "mcp_gateway_monitor_would_refuse_total",
+        Kind::Counter,
+        "Messages let through that a monitor-mode policy would have refused, by the would-be decision.",
+    );
+    for (i, d) in crate::telemetry::MONITOR_WOULD.iter().enumerate() {
+        e.sample(
+            "mcp_gateway_monitor_would_refuse_total",
+            &[("decision", d)],
+            c.monitor_would[i].load(Ordering::Relaxed),
+        );
+    }
+    e.family(
+        "mcp_gateway_unreadable_answers_total",
+        Kind::Counter,
+        "Upstream answers (JSON bodies or SSE events) withheld because the gateway could not read them strictly.",
+    );
+    e.sample(
+        "mcp_gateway_unreadable_answers_total",
+        &[],
+        c.unfilterable_events.load(Ordering::Relaxed),
+    );
     if let Some(not_after) = live.cert_not_after {
         e.family(
             "mcp_gateway_tls_cert_expiry_seconds",

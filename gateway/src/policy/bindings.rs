@@ -1,4 +1,4 @@
-//! Host-side bindings generated from `wit/policy.wit` (package `mcp:policy@0.1.0`, world `policy`).
+//! Host-side bindings generated from `wit/policy.wit` (package `mcp:policy@0.2.0`, world `policy`).
 
 wasmtime::component::bindgen!({
     world: "policy",

@@ -114,6 +114,14 @@ impl PolicyEngine {
         let engine = Engine::new(&cfg).map_err(EngineError::Create)?;
         let mut linker = Linker::<StoreState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(EngineError::Create)?;
+        // The guests' monotonic clock is stopped and never waits (policy/host.rs): it replaces wasmtime-wasi's.
+        linker.allow_shadowing(true);
+        wasmtime_wasi::p2::bindings::clocks::monotonic_clock::add_to_linker::<
+            StoreState,
+            super::host::FrozenMonotonic,
+        >(&mut linker, StoreState::frozen_monotonic)
+        .map_err(EngineError::Create)?;
+        linker.allow_shadowing(false);
         Policy::add_to_linker::<StoreState, wasmtime::component::HasSelf<StoreState>>(
             &mut linker,
             |s| s,

@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use bindings::types::{Decision, Direction, Request, RequestContext, ToolInfo};
+use bindings::types::{Decision, Direction, Listing, Request, RequestContext, ToolInfo};
 use engine::PolicyEngine;
 use module::PolicyModule;
 use sandbox::Failure;
@@ -197,9 +197,10 @@ pub struct Refused {
 /// One message to decide, prepared on the reactor and evaluated off it.
 struct Job {
     request: Option<Request>,
-    /// For a `tools/call`: the called tool's name. (The request carries the tool as the upstream lists it,
-    /// or `tool: none` when it does not, so a policy can tell an unlisted tool from a listed one.)
-    tool: Option<String>,
+    /// For a `tools/call`, `resources/read` or `prompts/get`: what it names, which a policy may answer
+    /// `hidden` about. (A tool call's request carries the tool as the upstream lists it, or `tool: none` when
+    /// it does not, so a policy can tell an unlisted tool from a listed one.)
+    target: Option<(verdict::Hideable, String)>,
 }
 
 impl Job {
@@ -208,7 +209,7 @@ impl Job {
         let listed = name.and_then(|n| catalogue.get(n)).map(|t| t.info.clone());
         Job {
             request: view::request(context, msg, listed, Direction::ClientToServer),
-            tool: name.map(str::to_owned),
+            target: view::hideable(msg).map(|(k, n)| (k, n.to_owned())),
         }
     }
 }
@@ -319,7 +320,7 @@ impl PolicyChain {
         let request_id: Arc<str> = Arc::from(context.request_id.as_str());
         let job = Job {
             request: view::request(context, msg, None, Direction::ServerToClient),
-            tool: None,
+            target: None,
         };
         run_blocking(engine, modules, move |engine, modules| {
             evaluate(engine, modules, &job, &request_id, &Default::default())
@@ -333,8 +334,16 @@ impl PolicyChain {
         context: RequestContext,
         tools: Vec<ToolInfo>,
     ) -> HashSet<String> {
+        self.hidden(context, Listing::Tools(tools)).await
+    }
+
+    /// What of one listing page some enforcing policy of the chain hides (tool names, resource URIs,
+    /// templates, prompt names). A failing policy hides the whole page.
+    pub async fn hidden(&self, context: RequestContext, listing: Listing) -> HashSet<String> {
         let (engine, modules) = match self {
-            PolicyChain::Chain { engine, modules } if !modules.is_empty() && !tools.is_empty() => {
+            PolicyChain::Chain { engine, modules }
+                if !modules.is_empty() && !listing_ids(&listing).is_empty() =>
+            {
                 (engine, modules)
             }
             _ => return HashSet::new(),
@@ -343,18 +352,18 @@ impl PolicyChain {
         run_blocking(engine, modules, move |engine, modules| {
             let mut hidden = HashSet::new();
             for m in modules {
-                match hidden_by(engine, m, &context, &tools, &request_id) {
+                match hidden_by(engine, m, &context, &listing, &request_id) {
                     Ok(names) if m.mode == PolicyMode::Enforce => hidden.extend(names),
                     Ok(names) => {
                         if !names.is_empty() {
-                            tracing::info!(policy = %m.name, request_id = %request_id, hidden = ?names, "monitor: policy would hide tools");
+                            tracing::info!(policy = %m.name, request_id = %request_id, hidden = ?names, "monitor: policy would hide listed entries");
                         }
                     }
                     Err(f) => {
                         crate::telemetry::policy_failure(&m.name, &f);
-                        tracing::warn!(policy = %m.name, request_id = %request_id, error = %f, "hidden-tools failed; hiding every tool (fail closed)");
+                        tracing::warn!(policy = %m.name, request_id = %request_id, error = %f, "hidden failed; hiding the whole listing page (fail closed)");
                         if m.mode == PolicyMode::Enforce {
-                            hidden.extend(tools.iter().map(|t| t.name.clone()));
+                            hidden.extend(listing_ids(&listing).into_iter().map(str::to_owned));
                         }
                     }
                 }
@@ -362,6 +371,16 @@ impl PolicyChain {
             hidden
         })
         .await
+    }
+}
+
+/// Every entry's identifier, as `hidden` names them.
+fn listing_ids(listing: &Listing) -> Vec<&str> {
+    match listing {
+        Listing::Tools(t) => t.iter().map(|t| t.name.as_str()).collect(),
+        Listing::Resources(r) => r.iter().map(|r| r.uri.as_str()).collect(),
+        Listing::ResourceTemplates(r) => r.iter().map(|r| r.uri_template.as_str()).collect(),
+        Listing::Prompts(p) => p.iter().map(|p| p.name.as_str()).collect(),
     }
 }
 
@@ -403,7 +422,7 @@ fn evaluate(
     for m in modules {
         let span = trace.stage("policy.evaluate");
         let started = Instant::now();
-        let answer = match evaluate_one(engine, m, request, job.tool.is_some(), request_id) {
+        let answer = match evaluate_one(engine, m, request, job.target.is_some(), request_id) {
             Ok(a) => a,
             Err(f) => {
                 span.fail(format!("policy failed: {}", f.kind()));
@@ -439,7 +458,23 @@ fn evaluate(
             break;
         }
     }
-    let outcome = verdict::combine(&answers, job.tool.as_deref());
+    let outcome = verdict::combine(&answers, job.target.as_ref().map(|(k, n)| (*k, n.as_str())));
+    if answers
+        .iter()
+        .any(|a| a.mode == PolicyMode::Monitor && a.answer != Answer::Allow)
+    {
+        let would = match verdict::would(&answers) {
+            verdict::Outcome::Allow => None,
+            _ if outcome != verdict::Outcome::Allow => None, // refused anyway
+            verdict::Outcome::Deny { .. } => Some(0),
+            verdict::Outcome::RequireApproval { .. } => Some(1),
+            verdict::Outcome::Hidden { .. } => Some(2),
+        };
+        if let Some(i) = would {
+            crate::telemetry::COUNTERS.monitor_would[i]
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
     Verdict { outcome, answers }
 }
 
@@ -449,7 +484,7 @@ fn evaluate_one(
     engine: &PolicyEngine,
     m: &PolicyModule,
     request: &Request,
-    is_tool_call: bool,
+    hideable: bool,
     request_id: &Arc<str>,
 ) -> Result<Answer, Failure> {
     let mut store = sandbox::store(engine, &m.limits, &m.name, request_id);
@@ -462,10 +497,11 @@ fn evaluate_one(
         .map_err(|e| sandbox::classify(e, &m.limits))?;
     Ok(match decision {
         Decision::Allow => Answer::Allow,
-        Decision::Hidden if is_tool_call => Answer::Hidden,
+        Decision::Hidden if hideable => Answer::Hidden,
         Decision::Hidden => {
             return Err(Failure::BadAnswer(
-                "answered `hidden` to a message that is not a tools/call".into(),
+                "answered `hidden` to a message that is not a tools/call, resources/read or prompts/get"
+                    .into(),
             ));
         }
         Decision::Deny(r) | Decision::RequireApproval(r) if r.len() > MAX_REASON_BYTES => {
@@ -480,7 +516,7 @@ fn hidden_by(
     engine: &PolicyEngine,
     m: &PolicyModule,
     context: &RequestContext,
-    tools: &[ToolInfo],
+    listing: &Listing,
     request_id: &Arc<str>,
 ) -> Result<Vec<String>, Failure> {
     let mut store = sandbox::store(engine, &m.limits, &m.name, request_id);
@@ -489,10 +525,10 @@ fn hidden_by(
         .instantiate(&mut store)
         .map_err(|e| sandbox::classify(e, &m.limits))?;
     let names = instance
-        .call_hidden_tools(&mut store, &m.settings, context, tools)
+        .call_hidden(&mut store, &m.settings, context, listing)
         .map_err(|e| sandbox::classify(e, &m.limits))?;
     let total: usize = names.iter().map(String::len).sum();
-    if total > tools.iter().map(|t| t.name.len()).sum::<usize>() + MAX_REASON_BYTES {
+    if total > listing_ids(listing).iter().map(|n| n.len()).sum::<usize>() + MAX_REASON_BYTES {
         return Err(Failure::OversizedOutput(total));
     }
     Ok(names)

@@ -18,8 +18,8 @@ use crate::config::{ModuleLimits, ModuleSpec, PolicyMode};
 /// Interfaces a policy may import. `mcp:policy/*` is the contract; the WASI ones are what Rust's standard
 /// library links on `wasm32-wasip2`, all provided empty (no env, args, files, sockets; stdio discarded).
 pub const ALLOWED_IMPORTS: &[&str] = &[
-    "mcp:policy/log@0.1.",
-    "mcp:policy/types@0.1.",
+    "mcp:policy/log@0.2.",
+    "mcp:policy/types@0.2.",
     "wasi:io/",
     "wasi:cli/environment@",
     "wasi:cli/exit@",
@@ -57,7 +57,11 @@ pub enum LoadError {
         "policy `{name}` imports `{import}`, which policies may not use (allowed: mcp:policy/log, and the WASI io/cli/clocks/random interfaces Rust's std links)"
     )]
     ForbiddenImport { name: String, import: String },
-    #[error("policy `{name}` does not implement the mcp:policy@0.1.0 `policy` world: {detail}")]
+    #[error(
+        "policy `{name}` was built against {version}, but this gateway speaks mcp:policy@0.2.0 only: rebuild it with the policy-sdk of this gateway (the contract is wit/policy.wit)"
+    )]
+    OlderContract { name: String, version: String },
+    #[error("policy `{name}` does not implement the mcp:policy@0.2.0 `policy` world: {detail}")]
     NotAPolicy { name: String, detail: String },
     #[error("policy `{name}` {failure}")]
     Settings { name: String, failure: Failure },
@@ -129,6 +133,9 @@ pub fn load(engine: &PolicyEngine, spec: &ModuleSpec) -> Result<PolicyModule, Lo
             _ => n.to_owned(),
         })
         .collect();
+    if let Some(version) = older_contract(&imports, &exports) {
+        return Err(LoadError::OlderContract { name, version });
+    }
     if let Some(bad) = imports
         .iter()
         .find(|i| !ALLOWED_IMPORTS.iter().any(|a| i.starts_with(a)))
@@ -167,6 +174,23 @@ pub fn load(engine: &PolicyEngine, spec: &ModuleSpec) -> Result<PolicyModule, Lo
         .validate_settings(engine)
         .map_err(|failure| LoadError::Settings { name, failure })?;
     Ok(module)
+}
+
+/// The contract version a component was built against, when it is not this gateway's: an `mcp:policy`
+/// import of another version, or the 0.1 export `hidden-tools`.
+fn older_contract(imports: &[String], exports: &[String]) -> Option<String> {
+    if let Some(other) = imports
+        .iter()
+        .filter_map(|i| i.strip_prefix("mcp:policy/"))
+        .filter_map(|i| i.split_once('@').map(|(_, v)| v))
+        .find(|v| !v.starts_with("0.2."))
+    {
+        return Some(format!("mcp:policy@{other}"));
+    }
+    exports
+        .iter()
+        .any(|e| e == "func hidden-tools")
+        .then(|| "mcp:policy@0.1.0".to_owned())
 }
 
 impl PolicyModule {

@@ -11,15 +11,36 @@ use std::time::Duration;
 use super::sandbox::Failure;
 use crate::config::PolicyMode;
 
+/// The name a refusal made by the gateway itself (not by a policy) goes under.
+pub const GATEWAY: &str = "mcp-gateway";
+
 /// One policy's answer to one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
     Allow,
     Deny(String),
     RequireApproval(String),
-    /// The tool called is one this policy hides.
+    /// What the message names (a tool, resource or prompt) is one this policy hides.
     Hidden,
     Failed(Failure),
+}
+
+/// What a policy can hide: named by `tools/call`, `resources/read`, `prompts/get`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hideable {
+    Tool,
+    Resource,
+    Prompt,
+}
+
+impl Hideable {
+    pub fn label(self) -> &'static str {
+        match self {
+            Hideable::Tool => "tool",
+            Hideable::Resource => "resource",
+            Hideable::Prompt => "prompt",
+        }
+    }
 }
 
 impl Answer {
@@ -57,10 +78,12 @@ pub enum Outcome {
         policy: Arc<str>,
         reason: String,
     },
-    /// The tool is hidden on this route: answered as if it did not exist.
+    /// What the message names is hidden on this route: answered as if it did not exist.
     Hidden {
         policy: Arc<str>,
-        tool: String,
+        kind: Hideable,
+        /// The tool name, resource URI or prompt name.
+        name: String,
     },
 }
 
@@ -84,16 +107,18 @@ impl Verdict {
 }
 
 /// Folds answers (in chain order) into an outcome.
-pub fn combine(answers: &[PolicyAnswer], tool: Option<&str>) -> Outcome {
+pub fn combine(answers: &[PolicyAnswer], target: Option<(Hideable, &str)>) -> Outcome {
     let mut approval = None;
     for a in answers.iter().filter(|a| a.mode == PolicyMode::Enforce) {
         let policy = a.policy.clone();
         match &a.answer {
             Answer::Allow => {}
             Answer::Hidden => {
+                let (kind, name) = target.unwrap_or((Hideable::Tool, ""));
                 return Outcome::Hidden {
                     policy,
-                    tool: tool.unwrap_or_default().to_owned(),
+                    kind,
+                    name: name.to_owned(),
                 };
             }
             Answer::Deny(reason) => {
@@ -117,6 +142,19 @@ pub fn combine(answers: &[PolicyAnswer], tool: Option<&str>) -> Outcome {
         }
     }
     approval.unwrap_or(Outcome::Allow)
+}
+
+/// What the chain would have decided had every policy enforced (monitor mode's would-be outcome). The chain
+/// stops at an enforcing policy's final answer, so only the answers given count.
+pub fn would(answers: &[PolicyAnswer]) -> Outcome {
+    let enforcing: Vec<PolicyAnswer> = answers
+        .iter()
+        .map(|a| PolicyAnswer {
+            mode: PolicyMode::Enforce,
+            ..a.clone()
+        })
+        .collect();
+    combine(&enforcing, None)
 }
 
 /// Whether the chain can stop after this answer.
@@ -183,10 +221,14 @@ mod tests {
         );
         assert!(!is_final(&watching));
         assert_eq!(
-            combine(&[a("h", Enforce, Answer::Hidden)], Some("drop_db")),
+            combine(
+                &[a("h", Enforce, Answer::Hidden)],
+                Some((Hideable::Resource, "file:///etc/passwd"))
+            ),
             Outcome::Hidden {
                 policy: "h".into(),
-                tool: "drop_db".into()
+                kind: Hideable::Resource,
+                name: "file:///etc/passwd".into()
             }
         );
     }

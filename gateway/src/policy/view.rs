@@ -4,9 +4,10 @@
 use serde_json::Value;
 
 use super::bindings::types::{
-    Direction, Message as WitMessage, Operation, Principal, PromptGet, Request, RequestContext,
-    ToolAnnotations, ToolCall, ToolInfo,
+    Direction, Message as WitMessage, Operation, Principal, PromptGet, PromptInfo, Request,
+    RequestContext, ResourceInfo, ResourceTemplateInfo, ToolAnnotations, ToolCall, ToolInfo,
 };
+use super::verdict::Hideable;
 use crate::ctx::RequestCtx;
 use crate::mcp::Message;
 
@@ -126,4 +127,57 @@ pub fn called_tool(msg: &Message) -> Option<&str> {
     (msg.method()? == "tools/call")
         .then(|| msg.params()?.get("name")?.as_str())
         .flatten()
+}
+
+/// What a `tools/call`, `resources/read` or `prompts/get` names (a tool, a resource URI, a prompt): what a
+/// policy may answer `hidden` about.
+pub fn hideable(msg: &Message) -> Option<(Hideable, &str)> {
+    let (kind, key) = match msg.method()? {
+        "tools/call" => (Hideable::Tool, "name"),
+        "resources/read" => (Hideable::Resource, "uri"),
+        "prompts/get" => (Hideable::Prompt, "name"),
+        _ => return None,
+    };
+    Some((kind, msg.params()?.get(key)?.as_str()?))
+}
+
+fn opt_str(v: &Value, k: &str) -> Option<String> {
+    v.get(k).and_then(Value::as_str).map(str::to_owned)
+}
+
+/// A resource as listed by an upstream (`resources/list` entry); `None` without a string `uri`.
+pub fn resource_info(r: &Value) -> Option<ResourceInfo> {
+    let uri = opt_str(r, "uri")?;
+    Some(ResourceInfo {
+        name: opt_str(r, "name").unwrap_or_else(|| uri.clone()),
+        uri,
+        title: opt_str(r, "title"),
+        description: opt_str(r, "description"),
+        mime_type: opt_str(r, "mimeType"),
+    })
+}
+
+/// A resource template as listed (`resources/templates/list` entry); `None` without a string `uriTemplate`.
+pub fn resource_template_info(r: &Value) -> Option<ResourceTemplateInfo> {
+    let uri_template = opt_str(r, "uriTemplate")?;
+    Some(ResourceTemplateInfo {
+        name: opt_str(r, "name").unwrap_or_else(|| uri_template.clone()),
+        uri_template,
+        title: opt_str(r, "title"),
+        description: opt_str(r, "description"),
+        mime_type: opt_str(r, "mimeType"),
+    })
+}
+
+/// A prompt as listed (`prompts/list` entry); `None` without a string `name`.
+pub fn prompt_info(p: &Value) -> Option<PromptInfo> {
+    Some(PromptInfo {
+        name: opt_str(p, "name")?,
+        title: opt_str(p, "title"),
+        description: opt_str(p, "description"),
+        arguments: p
+            .get("arguments")
+            .map(Value::to_string)
+            .unwrap_or_else(|| "[]".into()),
+    })
 }

@@ -457,7 +457,10 @@ fn check<'a>(report: &'a Value, name: &str) -> &'a Value {
 async fn readyz_is_ready_then_503_while_the_audit_log_cannot_write() {
     let dir = tempfile::tempdir().unwrap();
     let Some(mnt) = Tmpfs::mount(dir.path()) else {
-        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root)");
+        crate::common::cannot_run(
+            "readyz_is_ready_then_503_while_the_audit_log_cannot_write",
+            "cannot mount a tmpfs (needs root)",
+        );
         return;
     };
     let sample = upstream::spawn("127.0.0.1:0".parse().unwrap())

@@ -190,7 +190,7 @@ async fn a_full_audit_disk_fails_closed_and_recovers() {
         .status()
         .is_ok_and(|s| s.success());
     if !mounted {
-        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root)");
+        crate::common::cannot_run("audit disk-full", "cannot mount a tmpfs (needs root)");
         return;
     }
     struct Unmount(PathBuf);

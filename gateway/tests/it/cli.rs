@@ -33,8 +33,8 @@ fn policy_check_lists_imports_and_validates_settings() {
     assert!(ok.status.success(), "{}", text(&ok));
     let out = text(&ok);
     assert!(
-        out.contains("loads as an mcp:policy@0.1.0 policy")
-            && out.contains("mcp:policy/log@0.1.0")
+        out.contains("loads as an mcp:policy@0.2.0 policy")
+            && out.contains("mcp:policy/log@0.2.0")
             && out.contains("func evaluate"),
         "{out}"
     );

@@ -336,7 +336,34 @@ async fn monitor_mode_logs_but_allows() {
     )
     .await;
     assert_eq!(text(&v), "customer c-9 deleted", "{v}");
-    gw.stop().await;
+    let would = &mcp_gateway::telemetry::COUNTERS.monitor_would[0];
+    assert!(
+        would.load(Ordering::SeqCst) >= 1,
+        "would-be denial not counted"
+    );
+    let dir = gw.stop().await;
+    // The decision record says what the monitor policy would have decided, and `audit query --would` finds it.
+    let audit = dir.path().join("audit");
+    crate::audit_support::assert_schema_valid(&audit);
+    let d = crate::audit_support::records(&audit)
+        .into_iter()
+        .find(|r| r["kind"] == "decision" && r["data"]["tool"] == "delete_customer")
+        .expect("a decision record")["data"]
+        .clone();
+    assert_eq!(
+        (d["decision"].as_str(), d["would"].as_str()),
+        (Some("allow"), Some("deny")),
+        "{d}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-gateway"))
+        .args(["audit", "query"])
+        .arg(&audit)
+        .args(["--would", "deny", "--format", "jsonl"])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.contains("delete_customer"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

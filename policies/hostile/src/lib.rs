@@ -17,17 +17,23 @@
 //! * `allow`: allows; `deny`: denies with the reason `hostile policy: deny mode`.
 //! * `deny_server_requests`: allows client→server messages, denies requests the server makes of the client.
 //! * `echo_principal`: denies with the principal it was given as the reason.
+//! * `sleep`: `std::thread::sleep`s for an hour (`wasi:clocks` `subscribe-duration` + `wasi:io/poll`), over and
+//!   over: the gateway's sandbox must not let it block a thread (its sleeps return at once, and the epoch
+//!   deadline ends the loop as a `timeout`).
+//! * `clock`: reads the wall clock and the monotonic clock twice around a busy loop and denies with
+//!   `clock: wall <ns> <ns> monotonic <ns> <ns>`, so tests can see what a guest's clocks do.
+//! * `random`: denies with 16 bytes of `wasi:random` as hex (`random: <hex>`).
 //! * `answer_hidden`: answers the contract's `hidden` to *every* message — which the SDK only ever answers to a
 //!   `tools/call` of a hidden tool, so this mode bypasses the SDK (see `raw` below). For a `tools/call` that
 //!   is a valid answer (the tool is hidden); for anything else the gateway must refuse it (`bad_answer`).
 //!   Natively (through `policy_sdk::run`) it allows.
 //!
-//! `hidden_tools_mode` does the same in `hidden-tools` (`allow` hides nothing, `deny` hides every tool,
+//! `hidden_tools_mode` does the same in `hidden` (for every kind of listing) (`allow` hides nothing, `deny` hides every tool,
 //! `oversized` returns one oversized name), and `validate_mode` in `validate-settings` (`deny` or `oversized`
-//! reject the settings). The SDK re-validates before `evaluate` and `hidden-tools`, so a hostile
+//! reject the settings). The SDK re-validates before `evaluate` and `hidden`, so a hostile
 //! `validate_mode` affects those too.
 
-use policy_sdk::{Context, Decision, Policy, Request, ToolInfo};
+use policy_sdk::{Context, Decision, Policy, PromptInfo, Request, ResourceInfo, ToolInfo};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -47,6 +53,12 @@ pub enum Mode {
     EchoPrincipal,
     /// Answers `hidden` to every message (on wasm only; see the module docs).
     AnswerHidden,
+    /// Sleeps an hour, forever.
+    Sleep,
+    /// Denies with what its clocks read.
+    Clock,
+    /// Denies with 16 random bytes.
+    Random,
 }
 
 #[derive(Debug, Deserialize)]
@@ -85,13 +97,37 @@ fn misbehave(mode: Mode, export: &str) {
             panic!("hostile policy: {export} allocated 256 MiB and was not stopped");
         }
         Mode::Panic => panic!("hostile policy: panic mode in {export}"),
+        Mode::Sleep => loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        },
         Mode::Oversized
+        | Mode::Clock
+        | Mode::Random
         | Mode::Allow
         | Mode::Deny
         | Mode::DenyServerRequests
         | Mode::EchoPrincipal
         | Mode::AnswerHidden => {}
     }
+}
+
+/// What the clocks read, twice, around a busy loop of a few milliseconds.
+fn clocks() -> String {
+    let wall = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    };
+    let start = std::time::Instant::now();
+    let w1 = wall();
+    let mut spins = 0u64;
+    for _ in 0..5_000_000 {
+        spins = std::hint::black_box(spins.wrapping_add(1));
+    }
+    let w2 = wall();
+    let elapsed = start.elapsed().as_nanos();
+    format!("clock: wall {w1} {w2} monotonic-elapsed {elapsed}")
 }
 
 fn oversized(s: &Settings) -> String {
@@ -121,6 +157,21 @@ impl Policy for Hostile {
                 Some(p) => format!("principal={} claims={}", p.subject, p.claims.value()),
                 None => "principal=none".to_owned(),
             }),
+            Mode::Clock => Decision::deny(clocks()),
+            Mode::Random => {
+                let mut bytes = [0u8; 16];
+                // std's HashMap keys come from `wasi:random`; read the same source through it.
+                for (i, b) in bytes.iter_mut().enumerate() {
+                    use std::hash::{BuildHasher, Hasher};
+                    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+                    h.write_usize(i);
+                    *b = h.finish() as u8;
+                }
+                Decision::deny(format!(
+                    "random: {}",
+                    bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+                ))
+            }
             Mode::DenyServerRequests
                 if request.direction() == policy_sdk::Direction::ServerToClient =>
             {
@@ -138,6 +189,24 @@ impl Policy for Hostile {
         match s.hidden_tools_mode {
             Mode::Oversized => vec![oversized(s)],
             Mode::Deny => tools.iter().map(|t| t.name.clone()).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn hidden_resources(s: &Settings, _context: &Context, r: &[ResourceInfo]) -> Vec<String> {
+        misbehave(s.hidden_tools_mode, "hidden");
+        match s.hidden_tools_mode {
+            Mode::Oversized => vec![oversized(s)],
+            Mode::Deny => r.iter().map(|r| r.uri.clone()).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn hidden_prompts(s: &Settings, _context: &Context, p: &[PromptInfo]) -> Vec<String> {
+        misbehave(s.hidden_tools_mode, "hidden");
+        match s.hidden_tools_mode {
+            Mode::Oversized => vec![oversized(s)],
+            Mode::Deny => p.iter().map(|p| p.name.clone()).collect(),
             _ => Vec::new(),
         }
     }
@@ -171,12 +240,12 @@ mod raw {
             }
         }
 
-        fn hidden_tools(
+        fn hidden(
             settings: String,
             context: wit::RequestContext,
-            tools: Vec<wit::ToolInfo>,
+            listing: wit::Listing,
         ) -> Vec<String> {
-            Sdk::hidden_tools(settings, context, tools)
+            Sdk::hidden(settings, context, listing)
         }
     }
 

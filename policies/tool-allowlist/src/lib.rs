@@ -4,8 +4,16 @@
 //! character, anchored). Every tool the upstream lists that matches none of them is hidden from `tools/list`,
 //! and a `tools/call` to any such tool is denied with a reason naming it. Other methods are allowed: combine
 //! with other policies to govern them.
+//!
+//! Optional, the same for resources and prompts: `"resources": ["file:///docs/*"]` (URI globs; a template is
+//! kept when its URI template matches) and `"prompts": ["summarize_*"]`. When given, every resource, template
+//! or prompt matching none is hidden from its listing, and reading or getting one is answered as if it did
+//! not exist. When absent, resources and prompts are not this policy's business.
 
-use policy_sdk::{Context, Decision, Policy, Request, ToolInfo, glob};
+use policy_sdk::{
+    Context, Decision, Policy, PromptInfo, Request, ResourceInfo, ResourceTemplateInfo, ToolInfo,
+    glob,
+};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -14,6 +22,12 @@ pub struct Settings {
     /// Tool names or globs allowed on the route. Required (see `validate_settings`).
     #[serde(default)]
     pub allow: Option<Vec<String>>,
+    /// Resource URI globs allowed on the route; absent: resources are not governed.
+    #[serde(default)]
+    pub resources: Option<Vec<String>>,
+    /// Prompt name globs allowed on the route; absent: prompts are not governed.
+    #[serde(default)]
+    pub prompts: Option<Vec<String>>,
 }
 
 const EXAMPLE: &str = r#"settings: { allow: ["search_*", "get_customer"] }"#;
@@ -34,6 +48,16 @@ impl Policy for ToolAllowlist {
                 "tool-allowlist: `allow` is empty, which would hide and refuse every tool; list the tools this \
                  route may use, e.g. {EXAMPLE}"
             ));
+        }
+        for (key, list) in [("resources", &s.resources), ("prompts", &s.prompts)] {
+            if list
+                .as_ref()
+                .is_some_and(|l| l.iter().any(|p| p.trim().is_empty()))
+            {
+                return Err(format!(
+                    "tool-allowlist: `{key}` has an empty entry; write a glob, or leave `{key}` out"
+                ));
+            }
         }
         for (i, pattern) in allow.iter().enumerate() {
             if pattern.trim().is_empty() {
@@ -76,6 +100,35 @@ impl Policy for ToolAllowlist {
             .map(|t| t.name.clone())
             .collect()
     }
+
+    fn hidden_resources(s: &Settings, _context: &Context, r: &[ResourceInfo]) -> Vec<String> {
+        hide_unlisted(&s.resources, r.iter().map(|r| &r.uri))
+    }
+
+    fn hidden_resource_templates(
+        s: &Settings,
+        _context: &Context,
+        t: &[ResourceTemplateInfo],
+    ) -> Vec<String> {
+        hide_unlisted(&s.resources, t.iter().map(|t| &t.uri_template))
+    }
+
+    fn hidden_prompts(s: &Settings, _context: &Context, p: &[PromptInfo]) -> Vec<String> {
+        hide_unlisted(&s.prompts, p.iter().map(|p| &p.name))
+    }
+}
+
+fn hide_unlisted<'a>(
+    allow: &Option<Vec<String>>,
+    ids: impl Iterator<Item = &'a String>,
+) -> Vec<String> {
+    match allow {
+        None => Vec::new(),
+        Some(globs) => ids
+            .filter(|id| !glob::matches_any(globs, id))
+            .cloned()
+            .collect(),
+    }
 }
 
 fn is_allowed(s: &Settings, name: &str) -> bool {
@@ -114,6 +167,31 @@ mod tests {
         // Anchored: a listed name as a prefix or suffix does not count.
         assert!(eval(&Request::new_tool_call("get_customers", json!({}))).is_deny());
         assert!(eval(&Request::new_tool_call("research_x", json!({}))).is_deny());
+    }
+
+    #[test]
+    fn resources_and_prompts_are_hidden_when_governed() {
+        let s =
+            r#"{ "allow": ["x"], "resources": ["file:///docs/*"], "prompts": ["summarize_*"] }"#;
+        let ctx = Context::default();
+        let listing = policy_sdk::Listing::Resources(vec![
+            ResourceInfo::new("file:///docs/a.md"),
+            ResourceInfo::new("file:///etc/passwd"),
+        ]);
+        assert_eq!(
+            run::hidden::<ToolAllowlist>(s, &ctx, &listing),
+            ["file:///etc/passwd"]
+        );
+        let read = Request::new_method("resources/read", json!({"uri": "file:///etc/passwd"}));
+        assert_eq!(run::answer::<ToolAllowlist>(s, &read), run::Answer::Hidden);
+        let get = Request::new_method("prompts/get", json!({"name": "leak_all"}));
+        assert_eq!(run::answer::<ToolAllowlist>(s, &get), run::Answer::Hidden);
+        let ok = Request::new_method("prompts/get", json!({"name": "summarize_doc"}));
+        assert!(
+            matches!(run::answer::<ToolAllowlist>(s, &ok), run::Answer::Decided(d) if d.is_allow())
+        );
+        // Not governed: nothing hidden.
+        assert!(run::hidden::<ToolAllowlist>(SETTINGS, &ctx, &listing).is_empty());
     }
 
     #[test]

@@ -16,6 +16,8 @@ use serde_json::{Value, json};
 
 pub fn decision(i: u64) -> Record {
     Record::Decision(DecisionRecord {
+        direction: None,
+        would: None,
         request_id: format!("req-{i}"),
         route: Some(if i.is_multiple_of(2) { "crm" } else { "wiki" }.into()),
         host: Some("crm.t.example".into()),
