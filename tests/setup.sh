@@ -2,6 +2,7 @@
 # Creates the Python venvs the end-to-end tests need (idempotent; a no-op when already done).
 #   tests/.venv/mcp2 : mcp==2.3.0 + pytest + jsonschema (runs the suite and the modern/legacy 2.x clients and server_v2)
 #   tests/.venv/mcp1 : mcp==1.30.0 (legacy-only server_v1 and client_v1)
+#   tests/e2e/ts     : @modelcontextprotocol/sdk from npm (the TypeScript client of test_leaks.py)
 #   Debian chromium + chromium-driver (the approvals page test drives headless Chromium with selenium)
 #   Debian postgresql (the PostgreSQL approvals backend tests start throwaway clusters with its initdb/pg_ctl)
 # A stamp file keyed by the pinned requirements makes a rerun skip pip entirely.
@@ -32,6 +33,13 @@ make_venv() {
 }
 
 mkdir -p "$venvs"
+
+# The TypeScript MCP SDK client of tests/e2e/test_leaks.py (npm, versions pinned by package-lock.json).
+if [[ ! -f "$here/e2e/ts/node_modules/.package-lock.json" || "$here/e2e/ts/package-lock.json" -nt "$here/e2e/ts/node_modules/.package-lock.json" ]]; then
+    command -v npm >/dev/null 2>&1 || { echo "setup: npm (Node.js) is needed for the TypeScript SDK client" >&2; exit 1; }
+    echo "setup: installing the TypeScript MCP SDK (npm ci in tests/e2e/ts)"
+    (cd "$here/e2e/ts" && npm ci --no-audit --no-fund --loglevel=error)
+fi
 make_venv mcp2 "${MCP2_REQS[@]}"
 make_venv mcp1 "${MCP1_REQS[@]}"
 
