@@ -8,9 +8,8 @@ the server answers `initialize` with 2025-03-26) and the TypeScript SDK from npm
 tests/setup.sh), which reads more leniently: a JSON array answering a single request, responses on the GET
 stream.
 
-Each shape runs twice: through an unpoliced route (`policies: []`, bytes pass untouched, as Anthropic's proxy
-passes them) to show what the SDK client does with the shape, and through a route whose allowlist hides
-`delete_customer`, where the client must never list it — it sees the filtered listing, or an error, never the
+Each shape runs twice: through a route whose chain is empty (`policies: []`: nothing is hidden) to show what
+the SDK client does with the shape, and through a route whose allowlist hides `delete_customer`, where the client must never list it — it sees the filtered listing, or an error, never the
 hidden tool.
 """
 
