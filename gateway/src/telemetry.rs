@@ -74,11 +74,21 @@ pub fn init(log: &LogSettings) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour(
+            std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            std::env::var_os("NO_COLOR").as_deref(),
+        ))
         .with_target(false);
     let _ = match log.format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
     };
+}
+
+/// Colour in text logs only on a terminal, and never when `NO_COLOR` is set to anything but the empty string
+/// (<https://no-color.org>): a log in a file or a CI job must not be full of escape sequences.
+fn colour(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 /// The one access-log line per request.
@@ -200,5 +210,20 @@ pub fn end_trace(ctx: &RequestCtx, status: StatusCode, refusal: Option<&'static 
         t.fail(kind);
     } else if status.is_server_error() {
         t.fail(format!("status {status}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::colour;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn colour_only_on_a_terminal_and_never_with_no_color() {
+        assert!(colour(true, None));
+        assert!(!colour(false, None));
+        assert!(!colour(true, Some(OsStr::new("1"))));
+        // An empty NO_COLOR does not count (no-color.org).
+        assert!(colour(true, Some(OsStr::new(""))));
     }
 }

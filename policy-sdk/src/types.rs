@@ -160,6 +160,22 @@ impl Default for Annotations {
     }
 }
 
+impl Annotations {
+    /// Whether the tool may make destructive updates, with the spec's meaning: `destructiveHint` only counts
+    /// for a tool that is not read-only. Use this rather than the `destructive` field, which keeps the
+    /// spec default (`true`) for a tool that declared only `readOnlyHint: true`, so that `if a.destructive`
+    /// would hold read-only tools for approval.
+    pub fn is_destructive(&self) -> bool {
+        !self.read_only && self.destructive
+    }
+
+    /// Whether calling the tool again with the same arguments has no further effect, with the spec's
+    /// meaning: a read-only tool has no effect at all, so it is; otherwise `idempotentHint` says.
+    pub fn is_idempotent(&self) -> bool {
+        self.read_only || self.idempotent
+    }
+}
+
 /// A policy's answer. Reasons are shown to the agent (and so to the model): say what was refused and why,
 /// never secrets.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -515,6 +531,23 @@ mod tests {
     fn annotations_default_is_the_spec_default() {
         let a = Annotations::default();
         assert!(!a.read_only && a.destructive && !a.idempotent && a.open_world);
+    }
+
+    #[test]
+    fn a_read_only_tool_is_not_destructive_in_the_specs_meaning() {
+        // Only `readOnlyHint: true` declared: `destructive` keeps the spec default, the accessor does not.
+        let a = ToolInfo::new("get_user").read_only().annotations;
+        assert!(a.destructive && !a.is_destructive() && a.is_idempotent());
+        let unknown = Annotations::default();
+        assert!(unknown.is_destructive() && !unknown.is_idempotent());
+        let additive = ToolInfo::new("add_note").non_destructive().annotations;
+        assert!(!additive.is_destructive() && !additive.is_idempotent());
+        assert!(
+            ToolInfo::new("set_flag")
+                .idempotent()
+                .annotations
+                .is_idempotent()
+        );
     }
 
     #[test]

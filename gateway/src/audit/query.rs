@@ -233,6 +233,7 @@ pub struct Filter {
     pub since: Option<OffsetDateTime>,
     pub until: Option<OffsetDateTime>,
     pub route: Option<String>,
+    /// A tool name or glob (`*` any run, `?` one character), as the policies use.
     pub tool: Option<String>,
     pub decision: Option<String>,
     pub principal: Option<String>,
@@ -263,7 +264,9 @@ impl Filter {
         }
         eq(&self.kind, rec.get("kind").and_then(Value::as_str))
             && eq(&self.route, field("route"))
-            && eq(&self.tool, field("tool"))
+            && self.tool.as_deref().is_none_or(|w| {
+                field("tool").is_some_and(|t| crate::audit::stage::glob_match(w, t))
+            })
             && eq(&self.decision, field("decision"))
             && eq(&self.principal, field("principal"))
             && eq(&self.request_id, field("request_id"))

@@ -47,6 +47,7 @@ pub enum AuditCommand {
         until: Option<String>,
         #[arg(long)]
         route: Option<String>,
+        /// A tool name or glob: `delete_*` (`*` any run, `?` one character, as in the policies).
         #[arg(long)]
         tool: Option<String>,
         /// allow, deny, require_approval, hidden, invalid_arguments.

@@ -114,6 +114,10 @@ pub async fn checklist(o: &CheckOptions) -> Vec<Item> {
     if let Some(item) = approvals_item(&config).await {
         items.push(item);
     }
+    // A failure about a file the config named relative says where that path came from.
+    for i in items.iter_mut().filter(|i| i.status == Status::Fail) {
+        i.detail = config.explain_paths(&i.detail);
+    }
     items
 }
 
@@ -464,7 +468,8 @@ async fn policies_item(config: &Config) -> Item {
 
 /// Whether the audit directory can be written, without touching an existing log: the directory (or the
 /// nearest existing parent, when it is still to be created) gets a probe file that is created exclusively,
-/// synced and removed. A directory locked by a running gateway is reported as in use.
+/// locked (as `serve` locks DIR/.lock), synced and removed. A directory whose lock another gateway holds fails:
+/// `serve` would refuse it.
 fn audit_item(config: &Config) -> Item {
     let Some(a) = &config.audit else {
         return Item {
@@ -505,12 +510,15 @@ fn audit_item(config: &Config) -> Item {
                 parent.display()
             ),
         ),
-        Ok(ProbeResult::InUse) => Item::pass(
+        Ok(ProbeResult::InUse) => Item::fail(
             "audit",
             format!(
-                "{} is in use by a running gateway (its lock is held)",
+                "{} is locked by another gateway (its .lock is held): `serve` with this config would refuse \
+                 to start",
                 dir.display()
             ),
+            "give every gateway its own audit.dir (e.g. `audit: { dir: ./audit }` beside the config), or stop \
+             the gateway that holds it",
         ),
         Err(e) => Item::fail("audit", format!("{}: {e}", dir.display()), fix),
     }
@@ -545,9 +553,23 @@ fn probe_dir(dir: &Path) -> std::io::Result<ProbeResult> {
         .create_new(true)
         .open(&probe)?;
     let synced = f.sync_all();
+    // `serve` takes an exclusive lock on DIR/.lock: check that this file system grants one, on the probe.
+    let locked = match f.try_lock() {
+        Ok(()) => Ok(()),
+        Err(std::fs::TryLockError::WouldBlock) => Err(std::io::Error::other(
+            "a fresh file could not be locked exclusively",
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    };
     drop(f);
     std::fs::remove_file(&probe)?;
     synced?;
+    locked.map_err(|e| {
+        std::io::Error::other(format!(
+            "files in {} cannot be locked, and `serve` locks DIR/.lock so that one gateway writes a log: {e}",
+            existing.display()
+        ))
+    })?;
     if existing != dir {
         return Ok(ProbeResult::WillCreate(existing));
     }

@@ -1,5 +1,5 @@
 //! Command line: `serve` (also reached with Anthropic's `-config FILE` form), `demo`,
-//! `certs init|renew|inspect`, `check`, `probe`, `policy check|eval|test`, `audit verify|query|tail|stats`,
+//! `certs init|renew|inspect`, `check`, `probe`, `policy new|check|eval|test`, `audit verify|query|tail|stats`,
 //! `approvals list|show|approve|deny`, `sample-upstream`.
 
 mod approvals;
@@ -8,6 +8,8 @@ mod certs;
 mod check;
 mod mcp_client;
 mod policy;
+mod policy_input;
+mod policy_new;
 mod probe;
 
 use std::net::SocketAddr;
@@ -78,7 +80,8 @@ enum Command {
         #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
         timeout: std::time::Duration,
     },
-    /// Tools for policy authors: load and check a component, evaluate it on a request, run fixture files.
+    /// Tools for policy authors: scaffold a policy crate, load and check a component, evaluate it on a request,
+    /// run fixture files.
     Policy {
         #[command(subcommand)]
         command: policy::PolicyCommand,
@@ -161,7 +164,7 @@ pub fn main() -> ExitCode {
                 timeout,
             }));
         }
-        Command::Policy { command } => policy::run(command),
+        Command::Policy { command } => return exit(policy::run(command)),
         Command::Audit { command } => audit::run(command),
         Command::Approvals { conn, command } => return exit(approvals::run(conn, command)),
         Command::SampleUpstream { listen } => runtime().and_then(|rt| {
@@ -203,11 +206,20 @@ fn serve(path: PathBuf) -> anyhow::Result<()> {
     let config = config::load(&path)?;
     crate::telemetry::init(&config.log);
     tracing::info!(config = %path.display(), version = env!("CARGO_PKG_VERSION"), "starting mcp-gateway");
-    runtime()?.block_on(async {
+    let relative = config.relative_paths.clone();
+    let result = runtime()?.block_on(async {
         let server = crate::server::Server::bind(config)
             .await?
             .with_config_file(path);
         server.run(crate::server::shutdown_signal()).await
+    });
+    // An error about a file the config named relative says where that path came from.
+    result.map_err(|e| {
+        let message = crate::telemetry::error_chain(e.as_ref());
+        match config::paths::explain(&relative, &message) {
+            Some(why) => anyhow::anyhow!("{message} {why}"),
+            None => e,
+        }
     })
 }
 

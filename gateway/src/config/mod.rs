@@ -2,6 +2,7 @@
 //! ([`validate`]). Nothing looks config up by string at request time.
 
 pub mod file;
+pub mod paths;
 pub mod validate;
 
 use std::net::SocketAddr;
@@ -41,6 +42,18 @@ pub struct Config {
     pub identity: Option<IdentityConfig>,
     /// `None` when the file has no `telemetry.otlp:` block: no spans are made.
     pub telemetry: Option<OtlpSettings>,
+    /// The paths the file wrote relative, resolved against its directory (for error messages).
+    pub relative_paths: Vec<paths::RelativePath>,
+}
+
+impl Config {
+    /// `message` followed by how the relative config paths it names were resolved, if it names any.
+    pub fn explain_paths(&self, message: &str) -> String {
+        match paths::explain(&self.relative_paths, message) {
+            Some(why) => format!("{message} {why}"),
+            None => message.to_owned(),
+        }
+    }
 }
 
 /// The validated `telemetry.otlp:` block.

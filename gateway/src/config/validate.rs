@@ -14,14 +14,37 @@ use super::{
     UpstreamUrl,
 };
 
-/// Parses and validates YAML text; `path` is only used in messages.
+/// Parses and validates YAML text read from `path`. Relative paths in it resolve against `path`'s directory
+/// (see [`super::paths`]).
 pub fn from_yaml(text: &str, path: &Path) -> Result<Config, ConfigError> {
-    let file: FileConfig = if text.trim().is_empty() {
+    let mut file: FileConfig = if text.trim().is_empty() {
         FileConfig::default()
     } else {
         serde_yaml_ng::from_str(text).map_err(|e| syntax_error(e, path))?
     };
-    Validator { path }.config(file)
+    let relative = super::paths::resolve(&mut file, path.parent().unwrap_or(Path::new("")));
+    let validated = Validator { path }.config(file);
+    match validated {
+        Ok(mut c) => {
+            c.relative_paths = relative;
+            Ok(c)
+        }
+        Err(ConfigError::Invalid {
+            path,
+            field,
+            mut message,
+        }) => {
+            if let Some(why) = super::paths::explain(&relative, &message) {
+                message = format!("{message} {why}");
+            }
+            Err(ConfigError::Invalid {
+                path,
+                field,
+                message,
+            })
+        }
+        Err(e) => Err(e),
+    }
 }
 
 fn syntax_error(e: serde_yaml_ng::Error, path: &Path) -> ConfigError {
@@ -186,6 +209,7 @@ impl Validator<'_> {
             approvals,
             identity,
             telemetry,
+            relative_paths: Vec::new(),
         })
     }
 

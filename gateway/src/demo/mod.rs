@@ -22,22 +22,56 @@ use client::{PinnedClient, post};
 const TUNNEL_DOMAIN: &str = "tunnel.demo.test";
 const HOST: &str = "crm.tunnel.demo.test";
 
-/// Where the stock policy components are: `$MCP_POLICY_DIR`, else the workspace's build output.
+/// Where the stock policy components are: `$MCP_POLICY_DIR`, else where the build put them — under
+/// `$CARGO_TARGET_DIR`, beside this binary's own target directory (`<target>/<profile>/mcp-gateway`), or in the
+/// workspace's `target/`. `policies/build.sh` writes `<target>/wasm32-wasip2/policy/`.
 fn policy_dir() -> anyhow::Result<PathBuf> {
-    let dir = std::env::var_os("MCP_POLICY_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/policy")
-        });
-    for name in ["tool_allowlist", "mutation_guard", "argument_rules"] {
-        let p = dir.join(format!("{name}.wasm"));
-        anyhow::ensure!(
-            p.exists(),
-            "the stock policy {} is not built: run `bash policies/build.sh` (or set MCP_POLICY_DIR)",
-            p.display()
-        );
+    const NAMES: [&str; 3] = ["tool_allowlist", "mutation_guard", "argument_rules"];
+    if let Some(dir) = std::env::var_os("MCP_POLICY_DIR").map(PathBuf::from) {
+        for name in NAMES {
+            let p = dir.join(format!("{name}.wasm"));
+            anyhow::ensure!(
+                p.exists(),
+                "the stock policy {} is not built (MCP_POLICY_DIR is set): run `bash policies/build.sh`",
+                p.display()
+            );
+        }
+        return Ok(dir);
     }
-    Ok(dir)
+    let candidates = policy_dir_candidates(
+        std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from),
+        std::env::current_exe().ok(),
+    );
+    let complete = |d: &Path| NAMES.iter().all(|n| d.join(format!("{n}.wasm")).exists());
+    if let Some(d) = candidates.iter().find(|d| complete(d)) {
+        return Ok(d.clone());
+    }
+    anyhow::bail!(
+        "the stock policies ({}) are not built: run `bash policies/build.sh` (or set MCP_POLICY_DIR). Looked in: {}",
+        NAMES.map(|n| format!("{n}.wasm")).join(", "),
+        candidates
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+fn policy_dir_candidates(target_env: Option<PathBuf>, exe: Option<PathBuf>) -> Vec<PathBuf> {
+    let sub = |t: &Path| t.join("wasm32-wasip2/policy");
+    let mut out = Vec::new();
+    if let Some(t) = target_env {
+        out.push(sub(&t));
+    }
+    // <target>/debug/mcp-gateway, <target>/release/mcp-gateway, or a test's <target>/debug/deps/….
+    if let Some(exe) = exe {
+        for up in exe.ancestors().skip(2).take(2) {
+            out.push(sub(up));
+        }
+    }
+    out.push(sub(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../target")));
+    out.dedup();
+    out
 }
 
 pub async fn run() -> anyhow::Result<()> {

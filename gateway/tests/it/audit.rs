@@ -611,6 +611,35 @@ fn cli_verify_query_stats_and_exit_codes() {
         .collect();
     assert_eq!(rows.len(), 20); // i % 10 == 0 for i in 0..200
     assert!(rows.iter().all(|r| r["data"]["tool"] == "delete_customer"));
+    // README's form: `--tool` takes the globs the policies use.
+    let (ok, out) = run(&[
+        "audit",
+        "query",
+        d,
+        "--decision",
+        "deny",
+        "--tool",
+        "delete_*",
+        "--format",
+        "jsonl",
+    ]);
+    assert!(ok);
+    assert_eq!(out.lines().count(), 40, "{out}");
+    let (ok, out) = run(&[
+        "audit",
+        "query",
+        d,
+        "--tool",
+        "d?lete_c*",
+        "--format",
+        "jsonl",
+    ]);
+    assert!(ok && out.lines().count() == 40, "{out}");
+    let (ok, out) = run(&["audit", "query", d, "--tool", "delete", "--format", "jsonl"]);
+    assert!(
+        ok && out.is_empty(),
+        "an exact name without a glob still matches exactly: {out}"
+    );
     let (ok, out) = run(&["audit", "query", d, "--request-id", "req-7"]);
     assert!(ok);
     assert_eq!(out.lines().count(), 2, "{out}"); // header + one row

@@ -347,15 +347,22 @@ async fn existing_audit_log_is_left_untouched() {
     );
     assert_eq!(snapshot(&audit), before);
 
-    // While a gateway holds the log, check reports it in use and still does not touch it.
+    // While another gateway holds the log, `serve` would refuse it: so does check (✗, exit 1), and it still
+    // does not touch it.
     let cfg = mcp_gateway::audit::AuditConfig::with_dir(audit.clone());
     let log = mcp_gateway::audit::AuditLog::open(cfg).unwrap();
+    let before = snapshot(&audit);
     let o = s.check(s.yaml(), &[]).await;
-    assert!(
-        text(&o).contains("in use by a running gateway"),
-        "{}",
-        text(&o)
+    assert_fails_with(
+        &o,
+        &[
+            "✗ audit:",
+            "is locked by another gateway",
+            "would refuse to start",
+            "fix: give every gateway its own audit.dir",
+        ],
     );
+    assert_eq!(snapshot(&audit), before);
     log.close().await;
 }
 

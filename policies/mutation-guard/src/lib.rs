@@ -145,7 +145,7 @@ fn by_annotations(s: &Settings, name: &str, a: Annotations, listed: bool) -> Dec
     if a.read_only {
         return Decision::allow();
     }
-    let destructive = if a.destructive {
+    let destructive = if a.is_destructive() {
         s.destructive.decide(|| {
             let why = if listed {
                 "may be destructive (its annotations do not rule it out)"

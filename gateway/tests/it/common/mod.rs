@@ -23,12 +23,18 @@ pub mod postgres;
 
 pub const TD: &str = "t.example.test";
 
-/// A built policy component (`bash policies/build.sh`; `MCP_POLICY_DIR` overrides where they are).
+/// A built policy component (`bash policies/build.sh`; `MCP_POLICY_DIR` overrides where they are). By
+/// default: the target directory this test was built into (so also under `CARGO_TARGET_DIR`).
 pub fn wasm(name: &str) -> PathBuf {
     let dir = std::env::var_os("MCP_POLICY_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/policy")
+            // <target>/debug/mcp-gateway → <target>/wasm32-wasip2/policy
+            Path::new(env!("CARGO_BIN_EXE_mcp-gateway"))
+                .parent()
+                .and_then(Path::parent)
+                .unwrap_or(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../target")))
+                .join("wasm32-wasip2/policy")
         });
     let p = dir.join(format!("{name}.wasm"));
     assert!(
