@@ -4,10 +4,18 @@
 
 use bytes::{Bytes, BytesMut};
 
+/// The UTF-8 byte order mark a stream may start with; clients ignore one (WHATWG HTML §9.2.6).
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
 /// Accumulates bytes and yields whole events (including their terminating blank line).
+///
+/// A leading BOM is yielded on its own, before the first event: it is forwarded as it came (so the client
+/// ignores the same one), and the first event's first field is read without it, as a client reads it.
 #[derive(Debug, Default)]
 pub struct EventSplitter {
     buf: BytesMut,
+    /// Whether the stream's first bytes are known (a BOM, or not one).
+    started: bool,
 }
 
 impl EventSplitter {
@@ -17,6 +25,15 @@ impl EventSplitter {
 
     /// The next complete event, if one is buffered.
     pub fn next_event(&mut self) -> Option<Bytes> {
+        if !self.started {
+            if self.buf.len() < BOM.len() && BOM.starts_with(&self.buf) {
+                return None; // may still become a BOM
+            }
+            self.started = true;
+            if self.buf.starts_with(BOM) {
+                return Some(self.buf.split_to(BOM.len()).freeze());
+            }
+        }
         let end = find_event_end(&self.buf)?;
         Some(self.buf.split_to(end).freeze())
     }

@@ -20,6 +20,7 @@ mod audit_sync;
 mod audit_tamper;
 mod cli;
 mod deploy;
+mod fuzz_regressions;
 mod identity;
 mod ops_certs;
 mod ops_check;
