@@ -82,6 +82,9 @@ fuzz_target!(|input: &[u8]| {
     // 3. each yielded event is one event (one ended by a lone CR is only known to be complete once the next
     // byte is not LF)
     for e in evs {
+        if e.starts_with(BOM) {
+            continue; // alone, it would be a stream start, whose BOM is split off
+        }
         let mut alone = e.to_vec();
         if e.ends_with(b"\r") {
             alone.push(b'x');
