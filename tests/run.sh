@@ -3,9 +3,10 @@
 #   1. formatting and lints (warnings are errors),
 #   2. Rust unit tests, in-process proxy and policy tests (cargo test --workspace; the policy components are
 #      built first by policies/build.sh),
-#   3. end-to-end tests: the real mcp-gateway binary with real Python MCP SDK peers over TLS (pytest).
+#   3. a short bounded run of every fuzz target (tests/fuzz.sh: nightly + cargo-fuzz, FUZZ_SECONDS each),
+#   4. end-to-end tests: the real mcp-gateway binary with real Python MCP SDK peers over TLS (pytest).
 # Installs what it needs that a fresh machine lacks (rustfmt/clippy components, the wasm32-wasip2 target,
-# the Python venvs).
+# the Python venvs, the nightly toolchain and cargo-fuzz for the fuzz step).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -28,6 +29,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 step "cargo test (unit + in-process)"
 cargo test --workspace
+
+step "fuzz targets, ${FUZZ_SECONDS:-30}s each (tests/fuzz.sh)"
+bash tests/fuzz.sh
 
 step "end-to-end with real MCP SDK peers"
 cargo build -p mcp-gateway

@@ -59,7 +59,11 @@ pub enum TunnelError {
 }
 
 /// Completes the WebSocket handshake on `tcp` (server side) and returns the byte stream the tunnel carries.
-pub async fn accept(tcp: TcpStream, timeout: Duration) -> Result<DuplexStream, TunnelError> {
+/// Generic over the stream so the fuzz target (`fuzz/fuzz_targets/tunnel_ws.rs`) can drive it in memory.
+pub async fn accept<S>(tcp: S, timeout: Duration) -> Result<DuplexStream, TunnelError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let ws = tokio::time::timeout(timeout, tokio_tungstenite::accept_async(tcp))
         .await
         .map_err(|_| TunnelError::Timeout(timeout))?

@@ -20,6 +20,7 @@ mod audit_sync;
 mod audit_tamper;
 mod cli;
 mod deploy;
+mod fuzz_regressions;
 mod identity;
 mod leaks;
 mod ops_certs;
