@@ -60,7 +60,13 @@ fuzz_target!(|data: &[u8]| {
             let Some((line, col)) = *location else {
                 panic!("YAML error without a position: {shown}");
             };
-            let lines = text.split('\n').count();
+            // Line breaks as the YAML parser (libyaml) counts them: LF, CR, CRLF, NEL, LS, PS.
+            let lines = text
+                .replace("\r\n", "\n")
+                .chars()
+                .filter(|c| matches!(c, '\n' | '\r' | '\u{85}' | '\u{2028}' | '\u{2029}'))
+                .count()
+                + 1;
             assert!(
                 line >= 1 && line <= lines + 1 && col >= 1,
                 "position {line}:{col} outside a {lines}-line text: {shown}"

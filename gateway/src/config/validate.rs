@@ -20,7 +20,7 @@ pub fn from_yaml(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let mut file: FileConfig = if text.trim().is_empty() {
         FileConfig::default()
     } else {
-        serde_yaml_ng::from_str(text).map_err(|e| syntax_error(e, path))?
+        serde_yaml_ng::from_str(text).map_err(|e| syntax_error(e, path, text))?
     };
     let relative = super::paths::resolve(&mut file, path.parent().unwrap_or(Path::new("")));
     let validated = Validator { path }.config(file);
@@ -47,9 +47,32 @@ pub fn from_yaml(text: &str, path: &Path) -> Result<Config, ConfigError> {
     }
 }
 
-fn syntax_error(e: serde_yaml_ng::Error, path: &Path) -> ConfigError {
-    let location = e.location().map(|l| (l.line(), l.column()));
+/// The 1-based line (column 1) of the marker that starts a YAML text's second document, if it has one.
+fn second_document(text: &str) -> Option<(usize, usize)> {
+    let mut seen_content = false;
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim_end();
+        if t == "---" || t.starts_with("--- ") {
+            if seen_content {
+                return Some((i + 1, 1));
+            }
+            seen_content = true; // an explicit start of the first document
+        } else if !t.is_empty() && !t.starts_with('#') {
+            seen_content = true;
+        }
+    }
+    None
+}
+
+fn syntax_error(e: serde_yaml_ng::Error, path: &Path, text: &str) -> ConfigError {
     let mut message = e.to_string();
+    let location = e.location().map(|l| (l.line(), l.column())).or_else(|| {
+        // A second YAML document has no position from the parser: point at its `---`.
+        message
+            .contains("more than one document")
+            .then(|| second_document(text))
+            .flatten()
+    });
     // The parser appends its own " at line L column C"; the location is already in front of the message.
     if let Some(i) = message.find(" at line ") {
         message.truncate(i);

@@ -40,3 +40,18 @@ fn sse_leading_bom_is_not_part_of_the_first_event() {
     // A stream that is only part of a BOM is passed on as it came.
     assert_eq!(events(b"\xef\xbb", 1).concat(), b"\xef\xbb");
 }
+
+/// Found by fuzz target `config`: a text with a second YAML document was refused with no position, so the
+/// operator could not tell where the problem is. It now points at the second document's `---`.
+#[test]
+fn config_with_a_second_yaml_document_names_its_line() {
+    let text = "listen_addr: 127.0.0.1:0\nroutes: {}\n---\nlisten_addr: x\n";
+    let e = mcp_gateway::config::from_yaml(text, std::path::Path::new("c.yaml")).unwrap_err();
+    match &e {
+        mcp_gateway::config::ConfigError::Syntax { location, .. } => {
+            assert_eq!(*location, Some((3, 1)), "{e}")
+        }
+        other => panic!("not a syntax error: {other}"),
+    }
+    assert!(e.to_string().starts_with("c.yaml:3:1: "), "{e}");
+}
