@@ -10,18 +10,35 @@ use super::file::{FileConfig, FilePolicies, FileRoutes};
 use super::{
     AdminSettings, AuditSettings, Config, ConfigError, DEFAULT_ADMIN_LISTEN, DEFAULT_AUDIT_DIR,
     IpPolicy, Limits, LogFormat, LogLevel, LogSettings, MAX_MODULE_MEMORY_MB, ModuleLimits,
-    ModuleSpec, PolicyConfig, PolicyMode, Redact, RouteSpec, Scheme, TlsFiles, UpstreamTls,
-    UpstreamUrl,
+    ModuleSpec, Overrides, PolicyConfig, PolicyMode, Redact, RouteSpec, Scheme, TlsFiles,
+    UpstreamTls, UpstreamUrl,
 };
 
 /// Parses and validates YAML text; `path` is only used in messages.
 pub fn from_yaml(text: &str, path: &Path) -> Result<Config, ConfigError> {
-    let file: FileConfig = if text.trim().is_empty() {
+    from_yaml_with(text, path, &Overrides::default())
+}
+
+/// Like [`from_yaml`], with the command line's `overrides` applied over the file before validation.
+pub fn from_yaml_with(
+    text: &str,
+    path: &Path,
+    overrides: &Overrides,
+) -> Result<Config, ConfigError> {
+    let mut file: FileConfig = if text.trim().is_empty() {
         FileConfig::default()
     } else {
         serde_yaml_ng::from_str(text).map_err(|e| syntax_error(e, path))?
     };
-    Validator { path }.config(file)
+    let validator = Validator { path };
+    if let Some(d) = &overrides.tunnel_domain {
+        // Checked here so a bad flag is named as the flag, not as the file's key.
+        validator.hostname("-tunnel-domain", d)?;
+        file.tunnel_domain = Some(d.clone());
+    }
+    let mut config = validator.config(file)?;
+    config.overrides = overrides.clone();
+    Ok(config)
 }
 
 fn syntax_error(e: serde_yaml_ng::Error, path: &Path) -> ConfigError {
@@ -186,6 +203,7 @@ impl Validator<'_> {
             approvals,
             identity,
             telemetry,
+            overrides: Overrides::default(),
         })
     }
 
