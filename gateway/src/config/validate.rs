@@ -10,23 +10,39 @@ use super::file::{FileConfig, FilePolicies, FileRoutes};
 use super::{
     AdminSettings, AuditSettings, Config, ConfigError, DEFAULT_ADMIN_LISTEN, DEFAULT_AUDIT_DIR,
     IpPolicy, Limits, LogFormat, LogLevel, LogSettings, MAX_MODULE_MEMORY_MB, ModuleLimits,
-    ModuleSpec, PolicyConfig, PolicyMode, Redact, RouteSpec, Scheme, TlsFiles, UpstreamTls,
-    UpstreamUrl,
+    ModuleSpec, Overrides, PolicyConfig, PolicyMode, Redact, RouteSpec, Scheme, TlsFiles,
+    UpstreamTls, UpstreamUrl,
 };
 
 /// Parses and validates YAML text read from `path`. Relative paths in it resolve against `path`'s directory
 /// (see [`super::paths`]).
 pub fn from_yaml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    from_yaml_with(text, path, &Overrides::default())
+}
+
+/// Like [`from_yaml`], with the command line's `overrides` applied over the file before validation.
+pub fn from_yaml_with(
+    text: &str,
+    path: &Path,
+    overrides: &Overrides,
+) -> Result<Config, ConfigError> {
     let mut file: FileConfig = if text.trim().is_empty() {
         FileConfig::default()
     } else {
         serde_yaml_ng::from_str(text).map_err(|e| syntax_error(e, path, text))?
     };
     let relative = super::paths::resolve(&mut file, path.parent().unwrap_or(Path::new("")));
-    let validated = Validator { path }.config(file);
+    let validator = Validator { path };
+    if let Some(d) = &overrides.tunnel_domain {
+        // Checked here so a bad flag is named as the flag, not as the file's key.
+        validator.hostname("-tunnel-domain", d)?;
+        file.tunnel_domain = Some(d.clone());
+    }
+    let validated = validator.config(file);
     match validated {
         Ok(mut c) => {
             c.relative_paths = relative;
+            c.overrides = overrides.clone();
             Ok(c)
         }
         Err(ConfigError::Invalid {
@@ -233,6 +249,7 @@ impl Validator<'_> {
             identity,
             telemetry,
             relative_paths: Vec::new(),
+            overrides: Overrides::default(),
         })
     }
 

@@ -556,3 +556,34 @@ fn otlp_endpoints_are_http_or_https_and_a_ca_file_goes_with_https_only() {
         "{e}"
     );
 }
+
+#[test]
+fn the_tunnel_domain_flag_sets_or_replaces_the_files() {
+    let flag = |d: &str| Overrides {
+        tunnel_domain: Some(d.to_owned()),
+    };
+    let with = |text: &str, o: &Overrides| {
+        from_yaml_with(text, Path::new("config.yaml"), o).map_err(|e| e.to_string())
+    };
+    // Replaces the file's value (Anthropic's managed mode passes the tunnel's domain on the command line).
+    let c = with(ANTHROPIC_DOC, &flag("Other.Tunnel.Example.")).unwrap();
+    assert_eq!(c.tunnel_domain.as_deref(), Some("other.tunnel.example"));
+    assert_eq!(c.overrides, flag("Other.Tunnel.Example."));
+    // Sets it where the file has none: bare route keys then resolve under it.
+    let bare = "tls: {cert_file: c, key_file: k}\nroutes: {docs: http://10.0.0.1:80}";
+    assert!(load(bare).is_err());
+    let c = with(bare, &flag("t.example")).unwrap();
+    assert_eq!(c.tunnel_domain.as_deref(), Some("t.example"));
+    // A bad value is refused, named as the flag.
+    let e = with(bare, &flag("not a domain")).unwrap_err();
+    assert!(
+        e.contains("-tunnel-domain") && e.contains("is not a host name"),
+        "{e}"
+    );
+    // Without the flag nothing changes.
+    let c = with(ANTHROPIC_DOC, &Overrides::default()).unwrap();
+    assert_eq!(
+        c.tunnel_domain.as_deref(),
+        Some("abcd1234.tunnel.anthropic.com")
+    );
+}
