@@ -56,7 +56,7 @@ impl Config {
             None => message.to_owned(),
         }
     }
-
+}
 
 /// Settings given on the command line that take precedence over the config file's, like the flags Anthropic's
 /// proxy container is started with (`-tunnel-domain D` in its chart's managed mode). Kept in the [`Config`] so a
