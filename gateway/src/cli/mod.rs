@@ -9,6 +9,7 @@ mod check;
 mod mcp_client;
 mod policy;
 mod probe;
+mod tools;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -95,6 +96,13 @@ enum Command {
         #[command(subcommand)]
         command: approvals::ApprovalsCommand,
     },
+    /// For operators: tool definitions that changed since they were pinned — list them, accept one.
+    Tools {
+        #[command(flatten)]
+        conn: approvals::Conn,
+        #[command(subcommand)]
+        command: tools::ToolsCommand,
+    },
     /// Run the sample upstream MCP server used by the demo and the benchmarks (plain HTTP, path /mcp).
     SampleUpstream {
         #[arg(long, default_value = "127.0.0.1:9000")]
@@ -164,6 +172,7 @@ pub fn main() -> ExitCode {
         Command::Policy { command } => policy::run(command),
         Command::Audit { command } => audit::run(command),
         Command::Approvals { conn, command } => return exit(approvals::run(conn, command)),
+        Command::Tools { conn, command } => return exit(tools::run(conn, command)),
         Command::SampleUpstream { listen } => runtime().and_then(|rt| {
             rt.block_on(async {
                 let sample = crate::demo::upstream::spawn(listen).await?;
