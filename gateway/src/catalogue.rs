@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::config::OnToolChange;
+use crate::pins::{Block, Pins};
 use crate::policy::bindings::types::ToolInfo;
 use crate::policy::view;
 
@@ -38,9 +40,44 @@ impl Tool {
 pub struct Catalogue {
     tools: RwLock<HashMap<String, Arc<Tool>>>,
     last_fetch: Mutex<Option<Instant>>,
+    /// The route's tool pins (`pins.rs`): every listing learned is compared with them.
+    guard: RwLock<Option<Guard>>,
+}
+
+/// The pins a route's catalogue answers to, under the route's key and `on_tool_change`.
+#[derive(Debug, Clone)]
+pub struct Guard {
+    pub pins: Arc<Pins>,
+    pub route: String,
+    pub mode: OnToolChange,
 }
 
 impl Catalogue {
+    /// Compares what this catalogue learns with `guard`'s pins from now on (set for each config generation).
+    pub fn set_guard(&self, guard: Option<Guard>) {
+        *self.guard.write().expect("catalogue lock") = guard;
+    }
+
+    fn guard(&self) -> Option<Guard> {
+        self.guard.read().expect("catalogue lock").clone()
+    }
+
+    /// What a call of `tool` meets because of a pending definition change, if anything.
+    pub fn blocked(&self, tool: &str) -> Option<Block> {
+        let g = self.guard.read().expect("catalogue lock");
+        let g = g.as_ref()?;
+        g.pins.block(&g.route, g.mode, tool)
+    }
+
+    /// The tools whose changed definition waits for an operator (hidden from listings), unless the route
+    /// records changes.
+    pub fn pending(&self) -> Vec<String> {
+        match self.guard() {
+            Some(g) if g.mode != OnToolChange::Record => g.pins.pending_names(&g.route),
+            _ => Vec::new(),
+        }
+    }
+
     pub fn get(&self, name: &str) -> Option<Arc<Tool>> {
         self.tools
             .read()
@@ -51,6 +88,9 @@ impl Catalogue {
 
     /// Records the tools of one `tools/list` page (a later listing replaces an earlier entry of the same name).
     pub fn learn(&self, tools: &[Value]) -> Vec<ToolInfo> {
+        if let Some(g) = self.guard() {
+            g.pins.observe(&g.route, g.mode, tools);
+        }
         let mut infos = Vec::with_capacity(tools.len());
         let mut map = self.tools.write().expect("catalogue lock");
         for t in tools {

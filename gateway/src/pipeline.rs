@@ -53,6 +53,8 @@ pub struct Route {
     pub stats: Arc<metrics::RouteStats>,
     /// Requests without a valid bearer token are refused (only with an `identity:` block).
     pub require_identity: bool,
+    /// What a tool definition that differs from its pin does.
+    pub on_tool_change: crate::config::OnToolChange,
 }
 
 /// The immutable, validated request path built from a [`Config`].
@@ -69,6 +71,8 @@ pub struct Gateway {
     identity: Option<Verifier>,
     /// Trace export (process-wide, like the auditor); `None` without `telemetry.otlp:`.
     otel: Option<Arc<Otel>>,
+    /// Tool pins (process-wide, like the auditor); `None` until [`Gateway::set_pins`].
+    pins: Option<Arc<crate::pins::Pins>>,
 }
 
 impl Gateway {
@@ -109,6 +113,7 @@ impl Gateway {
                     }
                 }),
                 require_identity: r.require_identity,
+                on_tool_change: r.on_tool_change,
                 policy: policies.chain_for(r),
                 catalogue: Arc::new(Catalogue::default()),
                 validate_arguments: r.validate_arguments,
@@ -125,6 +130,7 @@ impl Gateway {
             approvals: None,
             identity: config.identity.as_ref().map(Verifier::new),
             otel: None,
+            pins: None,
         })
     }
 
@@ -152,6 +158,24 @@ impl Gateway {
     /// Attaches the process's trace exporter (built once at start, kept across reloads).
     pub fn set_otel(&mut self, otel: Option<Arc<Otel>>) {
         self.otel = otel;
+    }
+
+    pub fn pins(&self) -> Option<&Arc<crate::pins::Pins>> {
+        self.pins.as_ref()
+    }
+
+    /// Attaches the process's tool pins (opened once at start, kept across reloads); call it after
+    /// [`Gateway::inherit_catalogues`], since it sets each route's `on_tool_change` on its catalogue.
+    pub fn set_pins(&mut self, pins: Option<Arc<crate::pins::Pins>>) {
+        for r in &self.routes {
+            r.catalogue
+                .set_guard(pins.as_ref().map(|p| crate::catalogue::Guard {
+                    pins: p.clone(),
+                    route: r.key.clone(),
+                    mode: r.on_tool_change,
+                }));
+        }
+        self.pins = pins;
     }
 
     pub fn identity(&self) -> Option<&Verifier> {

@@ -197,6 +197,7 @@ impl Live {
         let mut gateway = Gateway::new(&config, &policies, auditor, self.dns.clone())
             .map_err(ReloadError::Build)?;
         gateway.inherit_catalogues(&old.gateway);
+        gateway.set_pins(old.gateway.pins().cloned());
         // Like the audit log, the approval workflow opened at start serves every generation.
         gateway.set_approvals(old.gateway.approvals().cloned());
         // The trace exporter is kept while `telemetry:` is unchanged, else replaced.

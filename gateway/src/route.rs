@@ -121,6 +121,7 @@ mod tests {
             validate_arguments: true,
             redact: None,
             require_identity: false,
+            on_tool_change: Default::default(),
         };
         RouteTable::from_specs(
             &[spec("docs"), spec("crm"), spec("api.internal.corp")],

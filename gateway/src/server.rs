@@ -60,8 +60,14 @@ impl Server {
         };
         let auditor = open_audit(&config)?;
         let approvals = open_approvals(&config, &auditor).await?;
+        let pins = crate::pins::Pins::open(
+            effective_audit_dir(&config).map(|d| crate::pins::Pins::path_beside(&d)),
+            auditor.log().cloned(),
+        )
+        .map_err(|e| anyhow::anyhow!("{e}: the tool pins file (see `on_tool_change`) must be readable JSON; restore it from a backup or remove it to pin every tool afresh"))?;
         let mut gateway = Gateway::new(&config, &policies, auditor, dns.clone())?;
         gateway.set_approvals(approvals);
+        gateway.set_pins(Some(Arc::new(pins)));
         if let Some(otlp) = &config.telemetry {
             let otel = crate::otel::Otel::start(otlp)?;
             tracing::info!(endpoint = %otlp.endpoint, sample_ratio = otlp.sample_ratio, "exporting traces over OTLP/HTTP");
@@ -324,6 +330,16 @@ async fn open_approvals(
         );
     }
     Ok(Some(approvals))
+}
+
+/// The audit directory the gateway uses for `config` (the environment's override applies when the config
+/// does not name one); `None` when auditing is disabled.
+pub fn effective_audit_dir(config: &Config) -> Option<std::path::PathBuf> {
+    let a = config.audit.as_ref()?;
+    Some(match std::env::var_os(AUDIT_DIR_ENV) {
+        Some(d) if !a.dir_configured => std::path::PathBuf::from(d),
+        _ => a.dir.clone(),
+    })
 }
 
 fn open_audit(config: &Config) -> anyhow::Result<Auditor> {

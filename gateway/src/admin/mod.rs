@@ -4,9 +4,10 @@
 //!
 //! [`router`] is the one place its routes are built; the approvals API and page ([`crate::approvals::api`])
 //! are merged in when approvals are configured. Health, readiness and metrics have no authentication (keep
-//! the listener on loopback or a private interface); the approvals routes require an approver's token.
+//! the listener on loopback or a private interface); the approvals routes and the tool-change routes ([`tools`]) require an approver's token.
 
 pub mod ready;
+pub mod tools;
 
 use std::sync::Arc;
 
@@ -27,6 +28,7 @@ pub fn router(live: Arc<Live>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(scrape))
+        .merge(tools::router())
         .with_state(live);
     match approvals {
         // The approvers' API and page (they authenticate approvers themselves).

@@ -53,7 +53,7 @@ impl IntoResponse for Json {
 }
 
 /// An API error: status and a JSON `{"error": …}` body.
-struct ApiError(StatusCode, String);
+pub(crate) struct ApiError(pub(crate) StatusCode, pub(crate) String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -85,7 +85,10 @@ impl From<StoreError> for ApiError {
 }
 
 /// The approver whose token the request carries: a static token's name, or a role-bearing JWT's subject.
-async fn approver(approvals: &Approvals, headers: &HeaderMap) -> Result<String, ApiError> {
+pub(crate) async fn approver(
+    approvals: &Approvals,
+    headers: &HeaderMap,
+) -> Result<String, ApiError> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

@@ -50,7 +50,7 @@ use tokio::sync::{Semaphore, oneshot};
 
 pub use record::{
     ApprovalEvent, ApprovalRecord, Arguments, Decision, DecisionRecord, OutcomeRecord,
-    PolicyResult, Record, RefusalKind, RefusalRecord,
+    PolicyResult, Record, RefusalKind, RefusalRecord, ToolRecord,
 };
 
 /// Audit log settings.

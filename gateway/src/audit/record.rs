@@ -69,6 +69,9 @@ pub enum Record {
     Outcome(OutcomeRecord),
     /// A step of the approval workflow (requested, notified, approved, denied, expired, grant used).
     Approval(ApprovalRecord),
+    /// A tool definition that differs from its pin (`tool_changed`), or an operator accepting one
+    /// (`tool_accepted`).
+    Tool(ToolRecord),
 }
 
 impl Record {
@@ -79,6 +82,8 @@ impl Record {
             Record::Refusal(_) => "refusal",
             Record::Outcome(_) => "outcome",
             Record::Approval(a) => a.event.kind(),
+            Record::Tool(t) if t.accepted_by.is_some() => "tool_accepted",
+            Record::Tool(_) => "tool_changed",
         }
     }
 
@@ -89,6 +94,7 @@ impl Record {
             Record::Refusal(r) => to_object(r),
             Record::Outcome(o) => to_object(o),
             Record::Approval(a) => a.to_data(),
+            Record::Tool(t) => to_object(t),
         }
     }
 }
@@ -330,6 +336,25 @@ impl ApprovalRecord {
     }
 }
 
+/// A tool definition that changed since it was pinned, or the acceptance of such a change.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ToolRecord {
+    pub route: String,
+    pub tool: String,
+    /// `sha256:<hex>` of the canonical definition pinned (first seen or last accepted).
+    pub old_digest: String,
+    /// `sha256:<hex>` of the canonical definition now listed (or accepted).
+    pub new_digest: String,
+    /// Which parts differ: `name`, `title`, `description`, `inputSchema`, `outputSchema`, `annotations`.
+    pub fields: Vec<String>,
+    /// `tool_changed`: what the route did (`hide`, `record`, `deny_all`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    /// `tool_accepted`: who accepted the new definition.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accepted_by: Option<String>,
+}
+
 /// Why a request was refused before policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -495,7 +520,7 @@ impl Prepared {
             // The per-request records: declared in key order, so direct serialisation is canonical.
             Record::Decision(d) => write_direct(d, &mut data),
             Record::Outcome(o) => write_direct(o, &mut data),
-            Record::Refusal(_) | Record::Approval(_) => {
+            Record::Refusal(_) | Record::Approval(_) | Record::Tool(_) => {
                 canonical_bytes(&record.to_data(), &mut data)
             }
         }

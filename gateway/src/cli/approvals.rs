@@ -117,6 +117,25 @@ pub fn run(conn: Conn, cmd: ApprovalsCommand) -> anyhow::Result<ExitCode> {
     })
 }
 
+impl Conn {
+    pub fn json(&self) -> bool {
+        self.json
+    }
+}
+
+/// One admin API call on its own runtime (for the other operator commands, e.g. `tools`).
+pub fn request(
+    conn: &Conn,
+    method: http::Method,
+    path: &str,
+    body: Option<Value>,
+) -> anyhow::Result<Value> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(call(conn, method, path, body))
+}
+
 fn s(v: &Value) -> &str {
     v.as_str().unwrap_or("?")
 }

@@ -11,6 +11,7 @@ mod policy;
 mod policy_input;
 mod policy_new;
 mod probe;
+mod tools;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -102,6 +103,13 @@ enum Command {
         #[command(subcommand)]
         command: approvals::ApprovalsCommand,
     },
+    /// For operators: tool definitions that changed since they were pinned — list them, accept one.
+    Tools {
+        #[command(flatten)]
+        conn: approvals::Conn,
+        #[command(subcommand)]
+        command: tools::ToolsCommand,
+    },
     /// Run the sample upstream MCP server used by the demo and the benchmarks (plain HTTP, path /mcp).
     SampleUpstream {
         #[arg(long, default_value = "127.0.0.1:9000")]
@@ -174,6 +182,7 @@ pub fn main() -> ExitCode {
         Command::Policy { command } => return exit(policy::run(command)),
         Command::Audit { command } => audit::run(command),
         Command::Approvals { conn, command } => return exit(approvals::run(conn, command)),
+        Command::Tools { conn, command } => return exit(tools::run(conn, command)),
         Command::SampleUpstream { listen } => runtime().and_then(|rt| {
             rt.block_on(async {
                 let sample = crate::demo::upstream::spawn(listen).await?;

@@ -350,6 +350,8 @@ pub struct FileRoute {
     pub redact: Option<String>,
     /// Require a valid bearer token on this route (default: `identity.require`).
     pub require_identity: Option<bool>,
+    /// What a changed tool definition does (`hide`, `record`, `deny_all`; default `hide`).
+    pub on_tool_change: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -360,6 +362,7 @@ struct FileRouteMap {
     validate_arguments: Option<bool>,
     redact: Option<String>,
     require_identity: Option<bool>,
+    on_tool_change: Option<String>,
 }
 
 pub const ROUTES_EXAMPLE: &str = "routes must be a map of host → upstream URL, for example:\n  routes:\n    docs: http://10.0.12.7:9000\n    crm: { upstream: http://10.0.12.8:9000 }";
@@ -417,6 +420,7 @@ impl<'de> Deserialize<'de> for FileRoute {
                     validate_arguments: m.validate_arguments,
                     redact: m.redact,
                     require_identity: m.require_identity,
+                    on_tool_change: m.on_tool_change,
                 })
             }
             fn visit_seq<A: SeqAccess<'de>>(self, _seq: A) -> Result<FileRoute, A::Error> {

@@ -414,6 +414,30 @@ pub struct RouteSpec {
     pub redact: Option<Redact>,
     /// Requests without a valid bearer token are refused (401). Only with an `identity:` block.
     pub require_identity: bool,
+    /// What a tool definition that differs from its pin does (`on_tool_change:`).
+    pub on_tool_change: OnToolChange,
+}
+
+/// A route's answer to a tool whose definition changed since it was first seen (see `pins.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnToolChange {
+    /// The tool is hidden from listings and its calls refused until an operator accepts the change.
+    #[default]
+    Hide,
+    /// The new definition is accepted at once (and recorded).
+    Record,
+    /// Every `tools/call` on the route is refused while any change is pending.
+    DenyAll,
+}
+
+impl OnToolChange {
+    pub fn label(self) -> &'static str {
+        match self {
+            OnToolChange::Hide => "hide",
+            OnToolChange::Record => "record",
+            OnToolChange::DenyAll => "deny_all",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

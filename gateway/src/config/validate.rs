@@ -10,8 +10,8 @@ use super::file::{FileConfig, FilePolicies, FileRoutes};
 use super::{
     AdminSettings, AuditSettings, Config, ConfigError, DEFAULT_ADMIN_LISTEN, DEFAULT_AUDIT_DIR,
     IpPolicy, Limits, LogFormat, LogLevel, LogSettings, MAX_MODULE_MEMORY_MB, ModuleLimits,
-    ModuleSpec, Overrides, PolicyConfig, PolicyMode, Redact, RouteSpec, Scheme, TlsFiles,
-    UpstreamTls, UpstreamUrl,
+    ModuleSpec, OnToolChange, Overrides, PolicyConfig, PolicyMode, Redact, RouteSpec, Scheme,
+    TlsFiles, UpstreamTls, UpstreamUrl,
 };
 
 /// Parses and validates YAML text read from `path`. Relative paths in it resolve against `path`'s directory
@@ -587,7 +587,19 @@ impl Validator<'_> {
                 Some(r) => Some(self.redact(&format!("{field}.redact"), r)?),
                 None => None,
             };
+            let on_tool_change = match route.on_tool_change.as_deref() {
+                None | Some("hide") => OnToolChange::Hide,
+                Some("record") => OnToolChange::Record,
+                Some("deny_all") => OnToolChange::DenyAll,
+                Some(other) => {
+                    return Err(self.invalid(
+                        &format!("{field}.on_tool_change"),
+                        format!("`{other}` is not one of `hide` (the default: the changed tool is hidden and refused until accepted), `record` (accept and record) or `deny_all` (refuse every tools/call on the route until accepted)"),
+                    ));
+                }
+            };
             out.push(RouteSpec {
+                on_tool_change,
                 require_identity: route.require_identity.unwrap_or(false),
                 redact,
                 key,

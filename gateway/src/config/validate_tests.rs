@@ -587,3 +587,22 @@ fn the_tunnel_domain_flag_sets_or_replaces_the_files() {
         Some("abcd1234.tunnel.anthropic.com")
     );
 }
+
+#[test]
+fn on_tool_change_is_hide_by_default_and_a_wrong_value_is_explained() {
+    let c = load(&base(
+        "routes:\n  crm: http://10.0.0.1:80\n  docs: {upstream: http://10.0.0.2:80, on_tool_change: deny_all}\n",
+    ))
+    .unwrap();
+    let mode = |k: &str| c.routes.iter().find(|r| r.key == k).unwrap().on_tool_change;
+    assert_eq!(mode("crm"), crate::config::OnToolChange::Hide);
+    assert_eq!(mode("docs"), crate::config::OnToolChange::DenyAll);
+    let err = load(&base(
+        "routes:\n  crm: {upstream: http://10.0.0.1:80, on_tool_change: warn}\n",
+    ))
+    .unwrap_err();
+    assert!(
+        err.contains("routes.crm.on_tool_change") && err.contains("`warn` is not one of `hide`"),
+        "{err}"
+    );
+}

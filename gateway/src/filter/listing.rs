@@ -80,7 +80,11 @@ impl Listing {
                 .filter_map(crate::policy::view::tool_info)
                 .collect()
         };
-        let hidden = self.chain.hidden_tools(self.context.clone(), infos).await;
+        let mut hidden = self.chain.hidden_tools(self.context.clone(), infos).await;
+        if learn {
+            // A tool whose definition changed since it was pinned stays hidden until it is accepted.
+            hidden.extend(self.catalogue.pending());
+        }
         let before = tools.len();
         tools.retain(|t| {
             t.get("name")

@@ -103,6 +103,8 @@ pub struct RouteStats {
     requests: [[AtomicU64; DECISIONS.len()]; METHODS.len()],
     upstream_seconds: Histogram<15>,
     upstream_errors: [AtomicU64; UPSTREAM_ERRORS.len()],
+    /// Tool definitions listed that differ from their pin (`pins.rs`).
+    tool_changes: AtomicU64,
 }
 
 impl RouteStats {
@@ -111,7 +113,14 @@ impl RouteStats {
             requests: [const { [const { AtomicU64::new(0) }; DECISIONS.len()] }; METHODS.len()],
             upstream_seconds: Histogram::new(Unit::Seconds, UPSTREAM_BOUNDS),
             upstream_errors: [const { AtomicU64::new(0) }; UPSTREAM_ERRORS.len()],
+            tool_changes: AtomicU64::new(0),
         }
+    }
+
+    /// Counts one tool definition that differs from its pin.
+    #[inline]
+    pub fn tool_changed(&self) {
+        self.tool_changes.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts one finished request.
@@ -418,6 +427,18 @@ pub fn render(live: &Live) -> String {
                 n.load(Ordering::Relaxed),
             );
         }
+    }
+    e.family(
+        "mcp_gateway_tool_changes_total",
+        Kind::Counter,
+        "Tool definitions listed by the upstream that differ from their pin (first seen or last accepted), by route.",
+    );
+    for (route, s) in routes.iter().map(|(k, s)| (k.as_str(), s)) {
+        e.sample(
+            "mcp_gateway_tool_changes_total",
+            &[("route", route)],
+            s.tool_changes.load(Ordering::Relaxed),
+        );
     }
 
     e.family(

@@ -201,15 +201,34 @@ struct Job {
     /// `hidden` about. (A tool call's request carries the tool as the upstream lists it, or `tool: none` when
     /// it does not, so a policy can tell an unlisted tool from a listed one.)
     target: Option<(verdict::Hideable, String)>,
+    /// The gateway's own answer, decided before any policy: a tool whose definition changed and waits for
+    /// an operator (`pins.rs`).
+    forced: Option<verdict::Outcome>,
 }
 
 impl Job {
     fn new(context: RequestContext, msg: &crate::mcp::Message, catalogue: &Catalogue) -> Job {
         let name = view::called_tool(msg);
         let listed = name.and_then(|n| catalogue.get(n)).map(|t| t.info.clone());
+        let forced = name.and_then(|n| {
+            Some(match catalogue.blocked(n)? {
+                crate::pins::Block::Hidden => verdict::Outcome::Hidden {
+                    policy: Arc::from(verdict::GATEWAY),
+                    kind: verdict::Hideable::Tool,
+                    name: n.to_owned(),
+                },
+                crate::pins::Block::DenyAll { tool } => verdict::Outcome::Deny {
+                    policy: Arc::from(verdict::GATEWAY),
+                    reason: format!(
+                        "the definition of tool `{tool}` on this route changed and waits for an operator to accept it (on_tool_change: deny_all)"
+                    ),
+                },
+            })
+        });
         Job {
             request: view::request(context, msg, listed, Direction::ClientToServer),
             target: view::hideable(msg).map(|(k, n)| (k, n.to_owned())),
+            forced,
         }
     }
 }
@@ -321,6 +340,7 @@ impl PolicyChain {
         let job = Job {
             request: view::request(context, msg, None, Direction::ServerToClient),
             target: None,
+            forced: None,
         };
         run_blocking(engine, modules, move |engine, modules| {
             evaluate(engine, modules, &job, &request_id, &Default::default())
@@ -418,6 +438,12 @@ fn evaluate(
         // A client's response to a server request: it was policed when the server's request passed.
         return Verdict::allow_unpoliced();
     };
+    if let Some(outcome) = &job.forced {
+        return Verdict {
+            outcome: outcome.clone(),
+            answers: Vec::new(),
+        };
+    }
     let mut answers = Vec::with_capacity(modules.len());
     for m in modules {
         let span = trace.stage("policy.evaluate");

@@ -29,6 +29,7 @@ mod ops_probe;
 mod ops_rotation;
 mod otel;
 mod outbound;
+mod pins;
 mod policies;
 mod proxy;
 mod sandbox;

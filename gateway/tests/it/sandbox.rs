@@ -132,7 +132,7 @@ async fn a_guest_sees_one_instant_per_evaluation_and_a_fixed_random_stream() {
             .split("clock: wall ")
             .nth(1)
             .unwrap_or_else(|| panic!("{t}"))
-            .split(|c: char| c == ' ' || c == '.')
+            .split([' ', '.'])
             .collect();
         let (w1, w2, elapsed) = (words[0], words[1], words[3]);
         assert_eq!(w1, w2, "the wall clock moved during one evaluation: {t}");
