@@ -600,7 +600,7 @@ fn policy_new_walkthrough_from_the_sdk_readme() {
     for want in [
         "created policy crate `my-policy`",
         "test result: ok. 3 passed",
-        "loads as an mcp:policy@0.1.0 policy",
+        "loads as an mcp:policy@0.2.0 policy",
         "4 passed, 0 failed",
         "decision: deny — tool `delete_user` is blocked on this route (rule `delete_*`)",
     ] {
