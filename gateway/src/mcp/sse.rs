@@ -75,18 +75,23 @@ fn lines(event: &[u8]) -> impl Iterator<Item = &[u8]> {
         .flat_map(|l| l.split(|&c| c == b'\r'))
 }
 
+/// The values of the event's `name` fields, in order (`name: v`, `name:v` and a bare `name`; a field whose
+/// name merely starts with `name`, e.g. `database`, is not one).
+fn field_values<'a>(event: &'a [u8], name: &'a [u8]) -> impl Iterator<Item = &'a [u8]> {
+    lines(event).filter_map(move |line| {
+        let rest = line.strip_prefix(name)?;
+        match rest.first() {
+            None => Some(rest),
+            Some(b':') => Some(rest[1..].strip_prefix(b" ").unwrap_or(&rest[1..])),
+            Some(_) => None,
+        }
+    })
+}
+
 /// The event's data (its `data:` lines joined with `\n`), if it has any.
 pub fn data(event: &[u8]) -> Option<String> {
     let mut out: Option<String> = None;
-    for line in lines(event) {
-        let Some(rest) = line.strip_prefix(b"data") else {
-            continue;
-        };
-        let value = match rest.first() {
-            None => rest,
-            Some(b':') => rest[1..].strip_prefix(b" ").unwrap_or(&rest[1..]),
-            Some(_) => continue, // a field named e.g. `database`
-        };
+    for value in field_values(event, b"data") {
         match &mut out {
             Some(s) => {
                 s.push('\n');
@@ -101,20 +106,10 @@ pub fn data(event: &[u8]) -> Option<String> {
 /// The event's type: its last `event:` field, or `message` when it has none (as clients dispatch it). Only
 /// `message` events carry JSON-RPC; clients ignore others' data or read it as something else (the
 /// 2024-11-05 transport's `endpoint`).
-pub fn event_type(event: &[u8]) -> std::borrow::Cow<'_, [u8]> {
-    let mut ty: Option<&[u8]> = None;
-    for line in lines(event) {
-        if let Some(rest) = line.strip_prefix(b"event") {
-            match rest.first() {
-                None => ty = Some(rest),
-                Some(b':') => ty = Some(rest[1..].strip_prefix(b" ").unwrap_or(&rest[1..])),
-                Some(_) => {}
-            }
-        }
-    }
-    match ty {
-        Some(t) if !t.is_empty() => std::borrow::Cow::Borrowed(t),
-        _ => std::borrow::Cow::Borrowed(b"message"),
+pub fn event_type(event: &[u8]) -> &[u8] {
+    match field_values(event, b"event").last() {
+        Some(t) if !t.is_empty() => t,
+        _ => b"message",
     }
 }
 
@@ -122,15 +117,7 @@ pub fn event_type(event: &[u8]) -> std::borrow::Cow<'_, [u8]> {
 /// would read with replacement characters: not what the gateway decided on).
 pub fn data_utf8(event: &[u8]) -> Option<Result<String, std::str::Utf8Error>> {
     let mut out: Option<String> = None;
-    for line in lines(event) {
-        let Some(rest) = line.strip_prefix(b"data") else {
-            continue;
-        };
-        let value = match rest.first() {
-            None => rest,
-            Some(b':') => rest[1..].strip_prefix(b" ").unwrap_or(&rest[1..]),
-            Some(_) => continue,
-        };
+    for value in field_values(event, b"data") {
         let value = match std::str::from_utf8(value) {
             Ok(v) => v,
             Err(e) => return Some(Err(e)),
