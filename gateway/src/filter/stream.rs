@@ -95,7 +95,7 @@ async fn pass(
 }
 
 async fn step(event: Bytes, f: &ResponseFilter, pending: &mut Vec<String>) -> Step {
-    if &*sse::event_type(&event) != b"message" {
+    if sse::event_type(&event) != b"message" {
         return Step::Send(event); // clients do not read other event types as JSON-RPC
     }
     let data = match sse::data_utf8(&event) {

@@ -197,10 +197,10 @@ mod tests {
 
     #[test]
     fn event_types_as_clients_dispatch_them() {
-        assert_eq!(&*event_type(b"data: 1\n\n"), b"message");
-        assert_eq!(&*event_type(b"event:\ndata: 1\n\n"), b"message");
-        assert_eq!(&*event_type(b"event: endpoint\ndata: /m\n\n"), b"endpoint");
-        assert_eq!(&*event_type(b"event: x\nevent:message\n\n"), b"message");
-        assert_eq!(&*event_type(b"events: x\n\n"), b"message");
+        assert_eq!(event_type(b"data: 1\n\n"), b"message");
+        assert_eq!(event_type(b"event:\ndata: 1\n\n"), b"message");
+        assert_eq!(event_type(b"event: endpoint\ndata: /m\n\n"), b"endpoint");
+        assert_eq!(event_type(b"event: x\nevent:message\n\n"), b"message");
+        assert_eq!(event_type(b"events: x\n\n"), b"message");
     }
 }
