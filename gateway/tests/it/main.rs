@@ -22,6 +22,7 @@ mod cli;
 mod deploy;
 mod fuzz_regressions;
 mod identity;
+mod layers;
 mod leaks;
 mod ops_certs;
 mod ops_check;
