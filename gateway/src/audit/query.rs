@@ -265,7 +265,7 @@ impl Filter {
         eq(&self.kind, rec.get("kind").and_then(Value::as_str))
             && eq(&self.route, field("route"))
             && self.tool.as_deref().is_none_or(|w| {
-                field("tool").is_some_and(|t| crate::audit::stage::glob_match(w, t))
+                field("tool").is_some_and(|t| crate::config::glob::glob_match(w, t))
             })
             && eq(&self.decision, field("decision"))
             && eq(&self.principal, field("principal"))

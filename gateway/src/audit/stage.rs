@@ -66,7 +66,7 @@ impl Redaction {
         tool.and_then(|t| {
             self.tools
                 .iter()
-                .find(|(glob, _)| glob_match(glob, t))
+                .find(|(glob, _)| crate::config::glob::glob_match(glob, t))
                 .map(|(_, m)| *m)
         })
         .unwrap_or(self.default)
@@ -80,20 +80,6 @@ impl Redaction {
             (Some(a), Redact::Digest) => Arguments::digest_of(a),
         }
     }
-}
-
-/// `*` any run, `?` one character, otherwise exact.
-pub(crate) fn glob_match(pattern: &str, name: &str) -> bool {
-    fn go(p: &[u8], n: &[u8]) -> bool {
-        match (p.first(), n.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => go(&p[1..], n) || (!n.is_empty() && go(p, &n[1..])),
-            (Some(b'?'), Some(_)) => go(&p[1..], &n[1..]),
-            (Some(a), Some(b)) if a == b => go(&p[1..], &n[1..]),
-            _ => false,
-        }
-    }
-    go(pattern.as_bytes(), name.as_bytes())
 }
 
 /// The audit stage: the log (absent when disabled) and how to write into it.
@@ -465,19 +451,5 @@ fn policy_result(a: &crate::policy::verdict::PolicyAnswer) -> PolicyResult {
         answer,
         reason,
         elapsed_us: a.elapsed.as_micros() as u64,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::glob_match;
-
-    #[test]
-    fn globs() {
-        assert!(glob_match("run_*", "run_sql"));
-        assert!(glob_match("*", ""));
-        assert!(glob_match("a?c", "abc"));
-        assert!(!glob_match("run_*", "xrun_sql"));
-        assert!(!glob_match("a?c", "ac"));
     }
 }

@@ -2,6 +2,7 @@
 //! ([`validate`]). Nothing looks config up by string at request time.
 
 pub mod file;
+pub mod glob;
 pub mod paths;
 pub mod validate;
 
@@ -121,10 +122,7 @@ impl CallerConfirmation {
         self.routes
             .as_ref()
             .is_none_or(|rs| rs.iter().any(|r| r == route))
-            && self
-                .tools
-                .iter()
-                .any(|g| crate::audit::stage::glob_match(g, tool))
+            && self.tools.iter().any(|g| glob::glob_match(g, tool))
     }
 }
 

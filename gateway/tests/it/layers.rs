@@ -66,8 +66,6 @@ const KNOWN_UPWARD: &[(&str, &str)] = &[
     ("otel", "reply"),
     // the catalogue stores the WIT `ToolInfo` and builds it with `policy::view`
     ("catalogue", "policy"),
-    // the glob matcher lives in `audit/stage.rs`
-    ("config", "audit"),
     // counters have two homes (`telemetry::COUNTERS` and `metrics`)
     ("filter", "telemetry"),
     ("metrics", "telemetry"),
