@@ -246,7 +246,9 @@ impl Pins {
                         pin.pending = Some(Pending {
                             definition: def,
                             changed,
-                            seen_at: crate::approvals::rfc3339(crate::approvals::now_ms()),
+                            seen_at: crate::audit::record::format_millis(
+                                crate::audit::record::now_millis(),
+                            ),
                         });
                     }
                 }

@@ -32,7 +32,6 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use crate::audit::record::format_time;
 use crate::audit::stage::Auditor;
 use crate::audit::{ApprovalEvent, ApprovalRecord, Arguments};
 use crate::config::{ApprovalSettings, StoreSettings};
@@ -191,14 +190,12 @@ pub fn principal(ctx: &RequestCtx) -> Option<String> {
 
 /// The current time as the store keeps it.
 pub fn now_ms() -> Millis {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as Millis
+    crate::audit::record::now_millis()
 }
 
 /// A store time as records and the API show it (RFC 3339, UTC, microseconds).
 pub fn rfc3339(ms: Millis) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
-        .map(format_time)
-        .unwrap_or_default()
+    crate::audit::record::format_millis(ms)
 }
 
 /// A short, readable, unguessable id: `apr_` + 12 base32 characters (60 random bits).

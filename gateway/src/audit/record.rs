@@ -28,6 +28,18 @@ use time::macros::format_description;
 pub const TIME_FORMAT: &[FormatItem<'static>] =
     format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
 
+/// The current time in milliseconds since the Unix epoch (how the approval store and tool pins keep time).
+pub fn now_millis() -> i64 {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// A time in milliseconds since the Unix epoch as records and the API show it (RFC 3339, UTC, microseconds).
+pub fn format_millis(ms: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .map(format_time)
+        .unwrap_or_default()
+}
+
 /// Formats a point in time the way records carry it (`2026-11-22T01:09:30.123456Z`): [`TIME_FORMAT`], written
 /// digit by digit (once per record, on the request path; `time`'s formatter took ~0.3 µs of it).
 pub fn format_time(t: OffsetDateTime) -> String {

@@ -73,8 +73,6 @@ const KNOWN_UPWARD: &[(&str, &str)] = &[
     // metrics name what they count by the types that produce it
     ("metrics", "audit"),
     ("metrics", "forward"),
-    // pins take approvals' clock
-    ("pins", "approvals"),
     // `Permitted` stores approvals' proofs
     ("policy", "approvals"),
     // `reply::approval_answer` reads the held call
