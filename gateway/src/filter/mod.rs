@@ -92,7 +92,7 @@ pub async fn apply(
 ) -> Result<Response<Body>, FilterError> {
     let judged = judge_body(resp, f).await;
     if judged.is_err() {
-        crate::telemetry::COUNTERS
+        crate::metrics::COUNTERS
             .unfilterable_events
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }

@@ -70,7 +70,7 @@ impl Police {
             request_id = %self.context.request_id, policy = &*policy, method,
             "server-to-client request refused by policy: {reason}"
         );
-        crate::telemetry::COUNTERS
+        crate::metrics::COUNTERS
             .policy_denials
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let id = msg.id().map(|i| i.to_value()).unwrap_or(Value::Null);

@@ -70,7 +70,7 @@ async fn pass(
         Step::Refuse(why) => {
             let ctx = &f.listing.context;
             tracing::warn!(request_id = %ctx.request_id, route = %ctx.route, reason = %why, "an SSE event the gateway cannot decide on was withheld");
-            crate::telemetry::COUNTERS
+            crate::metrics::COUNTERS
                 .unfilterable_events
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if !answers_a_post {

@@ -8,6 +8,7 @@
 //! by string and no lock is taken per request; the registry's lock is taken only when a gateway is built and
 //! when `/metrics` is scraped.
 
+pub mod counters;
 pub mod encode;
 pub mod histogram;
 
@@ -17,6 +18,8 @@ use std::time::Duration;
 
 use encode::{Exposition, Kind};
 use histogram::{Histogram, Unit, ms, us};
+
+pub use counters::{COUNTERS, Counters, MONITOR_WOULD, POLICY_FAILURE_KINDS};
 
 use crate::forward::ForwardError;
 
@@ -363,11 +366,8 @@ pub fn render(live: &Live) -> String {
         Kind::Counter,
         "Policy evaluations that failed (each one a deny), by kind.",
     );
-    let c = &crate::telemetry::COUNTERS;
-    for (k, n) in crate::telemetry::POLICY_FAILURE_KINDS
-        .iter()
-        .zip(&c.policy_failures)
-    {
+    let c = &COUNTERS;
+    for (k, n) in POLICY_FAILURE_KINDS.iter().zip(&c.policy_failures) {
         e.sample(
             "mcp_gateway_policy_failures_total",
             &[("kind", k)],
@@ -515,7 +515,7 @@ pub fn render(live: &Live) -> String {
         Kind::Counter,
         "Messages let through that a monitor-mode policy would have refused, by the would-be decision.",
     );
-    for (i, d) in crate::telemetry::MONITOR_WOULD.iter().enumerate() {
+    for (i, d) in MONITOR_WOULD.iter().enumerate() {
         e.sample(
             "mcp_gateway_monitor_would_refuse_total",
             &[("decision", d)],

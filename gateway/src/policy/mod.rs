@@ -380,7 +380,7 @@ impl PolicyChain {
                         }
                     }
                     Err(f) => {
-                        crate::telemetry::policy_failure(&m.name, &f);
+                        crate::metrics::counters::policy_failure(&m.name, f.kind());
                         tracing::warn!(policy = %m.name, request_id = %request_id, error = %f, "hidden failed; hiding the whole listing page (fail closed)");
                         if m.mode == PolicyMode::Enforce {
                             hidden.extend(listing_ids(&listing).into_iter().map(str::to_owned));
@@ -452,7 +452,7 @@ fn evaluate(
             Ok(a) => a,
             Err(f) => {
                 span.fail(format!("policy failed: {}", f.kind()));
-                crate::telemetry::policy_failure(&m.name, &f);
+                crate::metrics::counters::policy_failure(&m.name, f.kind());
                 tracing::warn!(policy = %m.name, request_id = %request_id, kind = f.kind(), "policy evaluation failed: {f}");
                 Answer::Failed(f)
             }
@@ -497,7 +497,7 @@ fn evaluate(
             verdict::Outcome::Hidden { .. } => Some(2),
         };
         if let Some(i) = would {
-            crate::telemetry::COUNTERS.monitor_would[i]
+            crate::metrics::COUNTERS.monitor_would[i]
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     }

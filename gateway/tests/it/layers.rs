@@ -66,10 +66,6 @@ const KNOWN_UPWARD: &[(&str, &str)] = &[
     ("otel", "reply"),
     // the catalogue stores the WIT `ToolInfo` and builds it with `policy::view`
     ("catalogue", "policy"),
-    // counters have two homes (`telemetry::COUNTERS` and `metrics`)
-    ("filter", "telemetry"),
-    ("metrics", "telemetry"),
-    ("policy", "telemetry"),
     // metrics name what they count by the types that produce it
     ("metrics", "audit"),
     ("metrics", "forward"),

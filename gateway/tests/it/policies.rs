@@ -336,7 +336,7 @@ async fn monitor_mode_logs_but_allows() {
     )
     .await;
     assert_eq!(text(&v), "customer c-9 deleted", "{v}");
-    let would = &mcp_gateway::telemetry::COUNTERS.monitor_would[0];
+    let would = &mcp_gateway::metrics::COUNTERS.monitor_would[0];
     assert!(
         would.load(Ordering::SeqCst) >= 1,
         "would-be denial not counted"
@@ -447,9 +447,9 @@ async fn hostile_policies_fail_closed_while_another_route_keeps_serving() {
         "good route: {} calls, slowest {worst:?}",
         ok.load(Ordering::SeqCst)
     );
-    let failures = &mcp_gateway::telemetry::COUNTERS.policy_failures;
+    let failures = &mcp_gateway::metrics::COUNTERS.policy_failures;
     for kind in ["timeout", "out_of_memory", "panic", "oversized_output"] {
-        let i = mcp_gateway::telemetry::POLICY_FAILURE_KINDS
+        let i = mcp_gateway::metrics::POLICY_FAILURE_KINDS
             .iter()
             .position(|k| *k == kind)
             .unwrap();
@@ -471,11 +471,11 @@ async fn an_answer_the_contract_does_not_allow_is_refused_and_nothing_is_forward
     );
     let (routes, seen) = sample_route("rogue", "[rogue]").await;
     let gw = bind(&policies, &routes).await.unwrap();
-    let kind = mcp_gateway::telemetry::POLICY_FAILURE_KINDS
+    let kind = mcp_gateway::metrics::POLICY_FAILURE_KINDS
         .iter()
         .position(|k| *k == "bad_answer")
         .unwrap();
-    let failures = || mcp_gateway::telemetry::COUNTERS.policy_failures[kind].load(Ordering::SeqCst);
+    let failures = || mcp_gateway::metrics::COUNTERS.policy_failures[kind].load(Ordering::SeqCst);
     let failures_before = failures();
 
     for (i, method) in ["tools/list", "ping", "resources/list"]
