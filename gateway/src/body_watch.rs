@@ -11,7 +11,7 @@ use http::Response;
 use http_body_util::BodyExt as _;
 use hyper::body::{Body as _, Frame, SizeHint};
 
-use crate::reply::Body;
+use crate::body::Body;
 
 /// How a watched body ended.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -206,11 +206,7 @@ impl UpstreamClient {
             if !resp.status().is_success() {
                 return Err(FetchError::Upstream(format!("HTTP {}", resp.status())));
             }
-            let is_sse = resp
-                .headers()
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.starts_with("text/event-stream"));
+            let is_sse = crate::body::is_sse(&resp);
             let bytes = tokio::time::timeout(
                 self.response_timeout,
                 http_body_util::Limited::new(resp.into_body(), MAX_BYTES).collect(),
@@ -418,11 +414,7 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
 
 fn clean_response_headers(h: &mut HeaderMap) {
     strip_hop_by_hop(h);
-    let is_sse = h
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
-    if is_sse {
+    if crate::body::is_sse_headers(h) {
         h.insert(
             HeaderName::from_static("x-accel-buffering"),
             HeaderValue::from_static("no"),

@@ -6,19 +6,15 @@
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
 
+use crate::body::{Body, full};
 use crate::ctx::RequestCtx;
 use crate::forward::ForwardError;
 use crate::identity::IdentityError;
 use crate::mcp::McpError;
 use crate::route::RouteError;
 use crate::upstream_gate::GateError;
-
-/// Every response body the gateway sends: its own (full) or the upstream's (streamed).
-pub type Body = BoxBody<Bytes, hyper::Error>;
 
 /// Everything that can stop a request before or while forwarding.
 #[derive(Debug, thiserror::Error)]
@@ -234,12 +230,6 @@ pub fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
         HeaderValue::from_static("application/json"),
     );
     resp
-}
-
-pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into())
-        .map_err(|never| match never {})
-        .boxed()
 }
 
 /// JSON-RPC code for a request refused by policy: an application code outside -32768..-32000, as the

@@ -40,12 +40,13 @@ use super::store::Millis;
 use super::{Approvals, now_ms, rfc3339};
 use crate::audit::stage::Redaction;
 use crate::audit::{ApprovalEvent, ApprovalRecord, Arguments, AuditError};
+use crate::body::Body;
 use crate::config::CallerConfirmation;
 use crate::ctx::RequestCtx;
 use crate::mcp::{Id, Inbound, Message};
 use crate::policy::verdict::{Outcome, Verdict};
 use crate::policy::{Permitted, Refused};
-use crate::reply::{self, Body, GatewayError};
+use crate::reply::{self, GatewayError};
 
 /// The gateway's key in `inputRequests` / `inputResponses` (2026-07-28).
 pub const INPUT_KEY: &str = "mcp-gateway/confirm";
@@ -292,7 +293,7 @@ pub async fn before_policy(
         && id.starts_with(ELICIT_ID_PREFIX)
     {
         super::elicit::take_answer(caller, ctx, id, result.as_ref());
-        let mut resp = Response::new(reply::full(Bytes::new()));
+        let mut resp = Response::new(crate::body::full(Bytes::new()));
         *resp.status_mut() = StatusCode::ACCEPTED;
         return Ok(Before::Answered(resp));
     }

@@ -20,8 +20,9 @@ use super::hold::{self, Held};
 use super::now_ms;
 use super::store::Millis;
 use crate::audit::ApprovalEvent;
+use crate::body::Body;
 use crate::ctx::RequestCtx;
-use crate::reply::{self, Body, GatewayError};
+use crate::reply::{self, GatewayError};
 
 /// Legacy: hands the client's answer to the call waiting for it (same session and caller only).
 pub(super) fn take_answer(
@@ -110,7 +111,7 @@ pub async fn ask_legacy(held: Held, ctx: &mut RequestCtx) -> Result<Response<Bod
             }
         };
         if tx
-            .send(Bytes::from(hold::sse_event(&request)))
+            .send(Bytes::from(crate::body::sse_event(&request)))
             .await
             .is_err()
         {
@@ -199,5 +200,5 @@ pub async fn ask_legacy(held: Held, ctx: &mut RequestCtx) -> Result<Response<Bod
         };
         hold::relay(resp, tx).await;
     });
-    Ok(hold::sse_response(rx))
+    Ok(crate::body::sse_response(rx))
 }

@@ -16,9 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderValue, Response, StatusCode, header};
+use http::{Response, header};
 use http_body_util::BodyExt;
-use hyper::body::Frame;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -27,12 +26,13 @@ use super::{Approvals, Granted, now_ms, record};
 use crate::audit::record::canonical_bytes;
 use crate::audit::stage::Redaction;
 use crate::audit::{ApprovalEvent, AuditError};
+use crate::body::{Body, is_sse, sse_event, sse_response};
 use crate::ctx::RequestCtx;
 use crate::mcp::Message;
 use crate::pipeline::Gateway;
 use crate::policy::verdict::Outcome;
 use crate::policy::{Permitted, Refused};
-use crate::reply::{self, Body, GatewayError};
+use crate::reply::{self, GatewayError};
 use crate::upstream_gate::GatedAddrs;
 
 /// A `tools/call` the chain wants approved.
@@ -297,20 +297,6 @@ pub async fn respond(held: Held, ctx: &mut RequestCtx) -> Result<Response<Body>,
     Ok(sse_response(rx))
 }
 
-/// A 200 SSE answer fed by `rx`, unbuffered by proxies (a held call's, or a caller confirmation's stream).
-pub(super) fn sse_response(rx: mpsc::Receiver<Bytes>) -> Response<Body> {
-    let mut resp = Response::new(ChannelBody(rx).boxed());
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    *resp.status_mut() = StatusCode::OK;
-    resp
-}
-
 async fn run(held: Held, ctx: &mut RequestCtx) -> Result<Response<Body>, GatewayError> {
     let route = &held.gw.routes()[held.route];
     let span = ctx.trace.stage("approval.hold");
@@ -364,19 +350,10 @@ pub(super) fn wants_sse(parts: &http::request::Parts) -> bool {
         .any(|v| v.contains("text/event-stream"))
 }
 
-/// One SSE `message` event carrying `v`.
-pub(super) fn sse_event(v: &Value) -> String {
-    format!("event: message\ndata: {v}\n\n")
-}
-
 /// Sends the final answer down the held stream: an upstream SSE stream frame by frame, anything else (a
 /// JSON answer, a gateway answer) as one `message` event.
 pub(super) async fn relay(resp: Response<Body>, tx: mpsc::Sender<Bytes>) {
-    let is_sse = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
+    let is_sse = is_sse(&resp);
     let mut body = resp.into_body();
     if is_sse {
         while let Some(frame) = body.frame().await {
@@ -401,18 +378,4 @@ pub(super) async fn relay(resp: Response<Body>, tx: mpsc::Sender<Bytes>) {
         }
     };
     let _ = tx.send(Bytes::from(event)).await;
-}
-
-/// The held stream's body: whatever the holding task sends, until it drops its sender.
-pub(super) struct ChannelBody(pub(super) mpsc::Receiver<Bytes>);
-
-impl hyper::body::Body for ChannelBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        self.0.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
-    }
 }

@@ -14,9 +14,9 @@ use http::Response;
 use serde::Deserialize;
 
 use super::{AuditLog, OutcomeRecord, Record};
+use crate::body::Body;
 use crate::body_watch::{self, Ending, Watcher};
 use crate::mcp::sse::{self, EventSplitter};
-use crate::reply::Body;
 
 /// A JSON answer larger than this is passed through without looking for `isError` (`is_error` absent).
 const MAX_JSON_SCAN: usize = 1 << 20;
@@ -50,7 +50,7 @@ impl Outcome {
         let status = resp.status().as_u16();
         let scan = if !self.tool_call || !resp.status().is_success() {
             Scan::Off
-        } else if crate::filter::is_sse(&resp) {
+        } else if crate::body::is_sse(&resp) {
             Scan::Sse(EventSplitter::default())
         } else {
             Scan::Json(Vec::new())

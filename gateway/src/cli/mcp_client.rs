@@ -117,11 +117,7 @@ impl Target {
                 answer: Answer::Empty,
             });
         };
-        let is_sse = parts
-            .headers
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("text/event-stream"));
+        let is_sse = crate::body::is_sse_headers(&parts.headers);
         let answer = if is_sse {
             // Read events until the one answering our id (a stream may carry notifications first).
             let mut split = sse::EventSplitter::default();

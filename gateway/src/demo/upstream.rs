@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use crate::reply::{self, json_response};
+use crate::reply::json_response;
 
 /// What one sample server has seen.
 #[derive(Debug, Default)]
@@ -86,7 +86,7 @@ fn tools() -> Value {
     ])
 }
 
-async fn handle(req: Request<Incoming>, seen: &Arc<Seen>) -> Response<reply::Body> {
+async fn handle(req: Request<Incoming>, seen: &Arc<Seen>) -> Response<crate::body::Body> {
     seen.requests.fetch_add(1, Ordering::Relaxed);
     if req.headers().contains_key(crate::ctx::REQUEST_ID_HEADER) {
         seen.with_request_id.fetch_add(1, Ordering::Relaxed);
@@ -200,7 +200,7 @@ async fn handle(req: Request<Incoming>, seen: &Arc<Seen>) -> Response<reply::Bod
         let (tx, rx) = mpsc::channel::<Bytes>(2);
         let _ = tx.try_send(Bytes::from_static(b": sample upstream\n\n"));
         let _ = tx.try_send(sse_event(&rpc_result(id, result)));
-        let mut resp = Response::new(crate::filter::ChannelBody(rx).boxed());
+        let mut resp = Response::new(crate::body::ChannelBody(rx).boxed());
         resp.headers_mut().insert(
             header::CONTENT_TYPE,
             "text/event-stream".parse().expect("static"),
@@ -231,7 +231,7 @@ fn call_tool(name: &str, args: &Value) -> Value {
     }
 }
 
-fn progress_stream(id: Value, token: Value, steps: u64) -> Response<reply::Body> {
+fn progress_stream(id: Value, token: Value, steps: u64) -> Response<crate::body::Body> {
     let (tx, rx) = mpsc::channel::<Bytes>(8);
     tokio::spawn(async move {
         for i in 1..=steps {
@@ -248,7 +248,7 @@ fn progress_stream(id: Value, token: Value, steps: u64) -> Response<reply::Body>
         );
         let _ = tx.send(sse_event(&done)).await;
     });
-    let mut resp = Response::new(crate::filter::ChannelBody(rx).boxed());
+    let mut resp = Response::new(crate::body::ChannelBody(rx).boxed());
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         "text/event-stream".parse().expect("static"),
@@ -260,7 +260,7 @@ fn progress_stream(id: Value, token: Value, steps: u64) -> Response<reply::Body>
 
 /// Asks the client to confirm (`elicitation/create` on the response stream), waits up to 3 s for its answer,
 /// and reports what came back.
-fn ask_confirmation(id: Value, seen: Arc<Seen>) -> Response<reply::Body> {
+fn ask_confirmation(id: Value, seen: Arc<Seen>) -> Response<crate::body::Body> {
     let (tx, rx) = mpsc::channel::<Bytes>(4);
     tokio::spawn(async move {
         let ask_id = format!("elicit-{}", uuid::Uuid::new_v4().simple());
@@ -296,7 +296,7 @@ fn ask_confirmation(id: Value, seen: Arc<Seen>) -> Response<reply::Body> {
             )))
             .await;
     });
-    let mut resp = Response::new(crate::filter::ChannelBody(rx).boxed());
+    let mut resp = Response::new(crate::body::ChannelBody(rx).boxed());
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         "text/event-stream".parse().expect("static"),
@@ -305,7 +305,7 @@ fn ask_confirmation(id: Value, seen: Arc<Seen>) -> Response<reply::Body> {
 }
 
 fn sse_event(v: &Value) -> Bytes {
-    Bytes::from(format!("event: message\ndata: {v}\n\n"))
+    Bytes::from(crate::body::sse_event(v))
 }
 
 fn rpc_result(id: Value, result: Value) -> Value {
@@ -316,8 +316,8 @@ fn rpc_error(id: Value, code: i64, message: &str) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
 }
 
-fn status(s: StatusCode) -> Response<reply::Body> {
-    let mut r = Response::new(reply::full(Bytes::new()));
+fn status(s: StatusCode) -> Response<crate::body::Body> {
+    let mut r = Response::new(crate::body::full(Bytes::new()));
     *r.status_mut() = s;
     r
 }

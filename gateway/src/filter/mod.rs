@@ -21,37 +21,18 @@ pub mod listing;
 pub mod server_requests;
 mod stream;
 
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
-use bytes::Bytes;
 use http::{Response, header};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::{Frame, Incoming};
+use hyper::body::Incoming;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use crate::body::{Body, ChannelBody, is_sse};
 use crate::mcp::jsonrpc;
-use crate::reply::Body;
 pub use listing::Listing;
 
 /// Largest JSON answer the gateway buffers to judge.
 const MAX_JSON_BYTES: usize = 32 << 20;
-
-/// A response body fed by a channel, one frame per message, so each event leaves as soon as it is sent.
-/// Dropping the receiver (the client went away) makes the producer's next send fail, which ends it.
-pub struct ChannelBody(pub mpsc::Receiver<Bytes>);
-
-impl hyper::body::Body for ChannelBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        self.0.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
-    }
-}
 
 /// Why an upstream answer was withheld.
 #[derive(Debug, thiserror::Error)]
@@ -75,14 +56,6 @@ pub struct ResponseFilter {
     /// The JSON-RPC ids of the requests the client's POST carried (empty for a `GET` stream): what an
     /// answer stream refused midway still owes the client.
     pub pending: Vec<Value>,
-}
-
-/// Whether a response is an SSE stream.
-pub fn is_sse<B>(resp: &Response<B>) -> bool {
-    resp.headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim_start().starts_with("text/event-stream"))
 }
 
 /// Applies `f` to a response: SSE streams event by event, any other body buffered (bounded) and judged.
@@ -146,7 +119,7 @@ async fn apply_json(
             t.eq_ignore_ascii_case("application/json") || t.to_ascii_lowercase().ends_with("+json")
         });
     if bytes.iter().all(u8::is_ascii_whitespace) || !(claims_json || looks_like_json(&bytes)) {
-        return Ok(Response::from_parts(parts, crate::reply::full(bytes)));
+        return Ok(Response::from_parts(parts, crate::body::full(bytes)));
     }
     let mut v = jsonrpc::parse_value(&bytes).map_err(|e| FilterError::NotJson(e.to_string()))?;
     let judged = judge::judge(&mut v, f).await;
@@ -154,7 +127,7 @@ async fn apply_json(
         return Err(FilterError::Withheld);
     }
     if !judged.changed {
-        return Ok(Response::from_parts(parts, crate::reply::full(bytes)));
+        return Ok(Response::from_parts(parts, crate::body::full(bytes)));
     }
     parts.headers.remove(header::CONTENT_LENGTH);
     if judged.listing {
@@ -164,7 +137,7 @@ async fn apply_json(
         );
     }
     let out = serde_json::to_vec(&v).expect("JSON serialises");
-    Ok(Response::from_parts(parts, crate::reply::full(out)))
+    Ok(Response::from_parts(parts, crate::body::full(out)))
 }
 
 /// Whether a client might read `b` as JSON: an object or array after whitespace or a UTF-8 byte-order mark,

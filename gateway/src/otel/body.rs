@@ -9,8 +9,8 @@
 use http::Response;
 
 use super::Trace;
+use crate::body::Body;
 use crate::body_watch::{self, Ending, Watcher};
-use crate::reply::Body;
 
 /// Ends `spans` when `resp`'s body ends; the first of them (the request's root) also gets
 /// `http.response.body.size`. Spans that are not recording are ended at once.

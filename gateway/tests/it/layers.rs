@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 /// and of every layer below it, never one above. Keep in step with ARCHITECTURE.md's "Layers".
 const LAYERS: &[&[&str]] = &[
     // 0: plain leaves that anything may import
-    &["config", "outbound", "tunnel", "certs"],
+    &["config", "body", "outbound", "tunnel", "certs"],
     // 1: counters, spans, the body pass-through
     &["metrics", "otel", "body_watch"],
     // 2: the audit log engine (writer, chain, record, verify, query)
@@ -52,7 +52,6 @@ const KNOWN_UPWARD: &[(&str, &str)] = &[
     // the audit stages (`audit/stage.rs`, `audit/outcome.rs`) live in the log engine's folder
     ("audit", "arguments"),
     ("audit", "ctx"),
-    ("audit", "filter"),
     ("audit", "identity"),
     ("audit", "mcp"),
     ("audit", "policy"),
@@ -60,10 +59,8 @@ const KNOWN_UPWARD: &[(&str, &str)] = &[
     ("audit", "route"),
     ("audit", "telemetry"),
     ("audit", "upstream_gate"),
-    // `Body` lives in the wire mapping
-    ("body_watch", "reply"),
+    // the answer filter's JSON-RPC error code for a withheld server request (`reply::POLICY_DENIED`)
     ("filter", "reply"),
-    ("otel", "reply"),
     // the catalogue stores the WIT `ToolInfo` and builds it with `policy::view`
     ("catalogue", "policy"),
     // metrics name what they count by the types that produce it
