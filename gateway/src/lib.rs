@@ -18,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod ctx;
 pub mod demo;
+pub mod egress;
 pub mod filter;
 pub mod forward;
 pub mod identity;

@@ -12,25 +12,24 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::{HeaderName, Request, Response};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::approvals::Approvals;
 use crate::approvals::caller::{self, Before};
 use crate::approvals::hold;
 use crate::arguments;
-use crate::audit::outcome::Outcome;
-use crate::audit::stage::{Auditor, Recorded, Redaction};
+use crate::audit::stage::{Auditor, Redaction};
 use crate::body::Body;
-use crate::catalogue::Catalogue;
-use crate::config::{Config, Limits, UpstreamUrl};
+use crate::config::{Config, Limits};
 use crate::ctx::{ConnInfo, REQUEST_ID_HEADER, RequestCtx};
-use crate::filter::Listing;
+pub use crate::egress::Route;
+use crate::egress::{self, Egress, Exit};
 use crate::forward::{self, UpstreamClient};
 use crate::identity::{self, Verifier};
 use crate::mcp;
 use crate::metrics;
 use crate::otel::Otel;
+use crate::pins::Pins;
 use crate::policy;
 use crate::policy::{PolicyChain, PolicySet};
 use crate::reply::{self, GatewayError};
@@ -38,31 +37,24 @@ use crate::route::RouteTable;
 use crate::telemetry;
 use crate::upstream_gate::{self, Resolve, UpstreamGate};
 
-/// One configured route with everything a request on it needs.
-#[derive(Debug)]
-pub struct Route {
-    pub key: String,
-    pub upstream: UpstreamUrl,
-    pub client: Arc<UpstreamClient>,
-    pub policy: PolicyChain,
-    /// What the upstream's `tools/list` said about each tool.
-    pub catalogue: Arc<Catalogue>,
-    pub validate_arguments: bool,
-    /// How tool arguments of this route go into audit records (and approval requests).
-    pub redaction: Redaction,
-    /// This route's counters (shared by key across config reloads).
-    pub stats: Arc<metrics::RouteStats>,
-    /// Requests without a valid bearer token are refused (only with an `identity:` block).
-    pub require_identity: bool,
-    /// What a tool definition that differs from its pin does.
-    pub on_tool_change: crate::config::OnToolChange,
+/// What every config generation shares: opened once at start and kept across reloads.
+pub struct Shared {
+    /// The audit log (one hash chain for the process).
+    pub auditor: Auditor,
+    /// The approval workflow; `None` without an `approvals:` block.
+    pub approvals: Option<Arc<Approvals>>,
+    /// Tool pins; `None` where none are kept.
+    pub pins: Option<Arc<Pins>>,
+    /// Trace export; `None` without `telemetry.otlp:`.
+    pub otel: Option<Arc<Otel>>,
+    pub resolver: Arc<dyn Resolve>,
 }
 
 /// The immutable, validated request path built from a [`Config`].
 #[derive(Debug)]
 pub struct Gateway {
     table: RouteTable,
-    routes: Vec<Route>,
+    routes: Vec<Arc<Route>>,
     gate: UpstreamGate,
     limits: Limits,
     auditor: Auditor,
@@ -72,19 +64,20 @@ pub struct Gateway {
     identity: Option<Verifier>,
     /// Trace export (process-wide, like the auditor); `None` without `telemetry.otlp:`.
     otel: Option<Arc<Otel>>,
-    /// Tool pins (process-wide, like the auditor); `None` until [`Gateway::set_pins`].
-    pins: Option<Arc<crate::pins::Pins>>,
+    /// Tool pins (process-wide, like the auditor).
+    pins: Option<Arc<Pins>>,
 }
 
 impl Gateway {
-    /// Builds the request path; `policies` must have been loaded from the same config.
-    /// Builds the request path; `policies` must have been loaded from the same config, `auditor` opened on
-    /// its audit settings.
+    /// Builds the request path in one go; `policies` must have been loaded from the same config, `shared`
+    /// opened on its settings. With the `previous` generation, what it learned is kept: each upstream's
+    /// tools (for routes whose key and upstream did not change) and the fetched JWKS (when the key source
+    /// did not change).
     pub fn new(
         config: &Config,
         policies: &PolicySet,
-        auditor: Auditor,
-        resolver: Arc<dyn Resolve>,
+        shared: Shared,
+        previous: Option<&Gateway>,
     ) -> std::io::Result<Self> {
         let needs_tls = config
             .routes
@@ -99,43 +92,68 @@ impl Gateway {
             .identity
             .as_ref()
             .is_some_and(|i| !i.forward_authorization);
+        let Shared {
+            auditor,
+            approvals,
+            pins,
+            otel,
+            resolver,
+        } = shared;
         let routes = config
             .routes
             .iter()
-            .map(|r| Route {
-                key: r.key.clone(),
-                upstream: r.upstream.clone(),
-                client: Arc::new({
-                    let c = UpstreamClient::new(&r.upstream, tls.clone(), &config.limits);
-                    if strip_authorization {
-                        c.without_authorization()
-                    } else {
-                        c
-                    }
-                }),
-                require_identity: r.require_identity,
-                on_tool_change: r.on_tool_change,
-                policy: policies.chain_for(r),
-                catalogue: Arc::new(Catalogue::default()),
-                validate_arguments: r.validate_arguments,
-                redaction: Redaction::for_route(config.audit.as_ref(), r),
-                stats: metrics::route_stats(&r.key),
+            .map(|r| {
+                let inherited = previous.and_then(|p| {
+                    p.routes
+                        .iter()
+                        .find(|p| p.key == r.key && p.upstream == r.upstream)
+                });
+                let catalogue = inherited.map_or_else(Arc::default, |p| p.catalogue.clone());
+                catalogue.set_guard(pins.as_ref().map(|p| crate::catalogue::Guard {
+                    pins: p.clone(),
+                    route: r.key.clone(),
+                    mode: r.on_tool_change,
+                }));
+                Arc::new(Route {
+                    key: r.key.clone(),
+                    upstream: r.upstream.clone(),
+                    client: Arc::new({
+                        let c = UpstreamClient::new(&r.upstream, tls.clone(), &config.limits);
+                        if strip_authorization {
+                            c.without_authorization()
+                        } else {
+                            c
+                        }
+                    }),
+                    require_identity: r.require_identity,
+                    on_tool_change: r.on_tool_change,
+                    policy: policies.chain_for(r),
+                    catalogue,
+                    validate_arguments: r.validate_arguments,
+                    redaction: Redaction::for_route(config.audit.as_ref(), r),
+                    stats: metrics::route_stats(&r.key),
+                })
             })
             .collect();
+        let mut identity = config.identity.as_ref().map(Verifier::new);
+        if let (Some(new), Some(old)) = (&mut identity, previous.and_then(|p| p.identity.as_ref()))
+        {
+            new.inherit_keys(old);
+        }
         Ok(Gateway {
             table: RouteTable::new(config),
             routes,
             gate: UpstreamGate::new(config.ip_policy.clone(), resolver),
             limits: config.limits.clone(),
             auditor,
-            approvals: None,
-            identity: config.identity.as_ref().map(Verifier::new),
-            otel: None,
-            pins: None,
+            approvals,
+            identity,
+            otel,
+            pins,
         })
     }
 
-    pub fn routes(&self) -> &[Route] {
+    pub fn routes(&self) -> &[Arc<Route>] {
         &self.routes
     }
 
@@ -147,60 +165,23 @@ impl Gateway {
         self.approvals.as_ref()
     }
 
-    /// Attaches the process's approval workflow (opened once at start, kept across reloads).
-    pub fn set_approvals(&mut self, approvals: Option<Arc<Approvals>>) {
-        self.approvals = approvals;
-    }
-
     pub fn otel(&self) -> Option<&Arc<Otel>> {
         self.otel.as_ref()
     }
 
-    /// Attaches the process's trace exporter (built once at start, kept across reloads).
-    pub fn set_otel(&mut self, otel: Option<Arc<Otel>>) {
-        self.otel = otel;
-    }
-
-    pub fn pins(&self) -> Option<&Arc<crate::pins::Pins>> {
+    pub fn pins(&self) -> Option<&Arc<Pins>> {
         self.pins.as_ref()
-    }
-
-    /// Attaches the process's tool pins (opened once at start, kept across reloads); call it after
-    /// [`Gateway::inherit_catalogues`], since it sets each route's `on_tool_change` on its catalogue.
-    pub fn set_pins(&mut self, pins: Option<Arc<crate::pins::Pins>>) {
-        for r in &self.routes {
-            r.catalogue
-                .set_guard(pins.as_ref().map(|p| crate::catalogue::Guard {
-                    pins: p.clone(),
-                    route: r.key.clone(),
-                    mode: r.on_tool_change,
-                }));
-        }
-        self.pins = pins;
     }
 
     pub fn identity(&self) -> Option<&Verifier> {
         self.identity.as_ref()
     }
 
-    /// Keeps `previous`'s fetched JWKS when the key source did not change.
-    pub fn inherit_identity_keys(&mut self, previous: &Gateway) {
-        if let (Some(new), Some(old)) = (&mut self.identity, &previous.identity) {
-            new.inherit_keys(old);
-        }
-    }
-
-    /// Keeps what `previous` learned of each upstream's tools, for routes whose key and upstream did not
-    /// change (a config reload would otherwise refetch every catalogue).
-    pub fn inherit_catalogues(&mut self, previous: &Gateway) {
-        for r in &mut self.routes {
-            if let Some(p) = previous
-                .routes
-                .iter()
-                .find(|p| p.key == r.key && p.upstream == r.upstream)
-            {
-                r.catalogue = p.catalogue.clone();
-            }
+    /// The way out for a permitted call on route `id`.
+    fn egress(&self, id: usize) -> Egress {
+        Egress {
+            route: self.routes[id].clone(),
+            auditor: self.auditor.clone(),
         }
     }
 }
@@ -225,7 +206,7 @@ pub async fn handle(
         Err(err) => {
             count(&gw, &ctx, false);
             refusal = Some(err.kind());
-            error_response(&gw, &ctx, err)
+            egress::error_response(&gw.auditor, &ctx, err)
         }
     };
     resp.headers_mut()
@@ -251,17 +232,6 @@ fn count(gw: &Gateway, ctx: &RequestCtx, ok: bool) {
         (false, Some(_)) => "error",
     };
     stats.request(ctx.mcp_method.as_deref(), decision);
-}
-
-/// The response for an error, logged and audited (also used by a call held on its own task).
-pub(crate) fn error_response(gw: &Gateway, ctx: &RequestCtx, err: GatewayError) -> Response<Body> {
-    telemetry::refusal(ctx, &err);
-    gw.auditor.refusal(ctx, &err);
-    if let GatewayError::Forward(e) = &err {
-        gw.auditor
-            .outcome(ctx, None, Some(telemetry::error_chain(e)));
-    }
-    reply::error(ctx, &err)
 }
 
 async fn run(
@@ -404,11 +374,12 @@ async fn run(
                 && let Some(call) = hold::Call::of(&refused, ctx, &route.redaction)
             {
                 let held = hold::Held {
-                    gw: gw.clone(),
+                    exit: Exit {
+                        egress: gw.egress(id),
+                        addrs,
+                        parts,
+                    },
                     approvals: approvals.clone(),
-                    route: id,
-                    addrs,
-                    parts,
                     refused,
                     call,
                 };
@@ -425,134 +396,10 @@ async fn run(
     } else {
         "allow"
     });
-    forward(gw, ctx, id, addrs, parts, permitted).await
-}
-
-/// Audit, then forward, streaming the answer back: the one way out of the gateway for a [`policy::Permitted`]
-/// request (allowed by the chain, or let through by an approval).
-pub(crate) async fn forward(
-    gw: &Gateway,
-    ctx: &mut RequestCtx,
-    route: usize,
-    addrs: upstream_gate::GatedAddrs,
-    parts: http::request::Parts,
-    permitted: policy::Permitted,
-) -> Result<Response<Body>, GatewayError> {
-    let route = &gw.routes[route];
-    // Forward, streaming the answer back. On policed routes every answer is judged on the way (listings
-    // filtered, requests the server makes of the client decided; filter/mod.rs), whatever was asked.
-    let policed = route.policy.is_configured();
-    let listing = policed.then(|| Listing {
-        chain: route.policy.clone(),
-        catalogue: route.catalogue.clone(),
-        context: crate::policy::view::context(ctx),
-        modern: permitted.inbound().is_modern(),
-    });
-    // The requests an answer stream owes answers to (a refused stream answers them with errors).
-    let pending: Vec<serde_json::Value> = match (policed, permitted.inbound()) {
-        (true, mcp::Inbound::Post { payload, .. }) => payload
-            .messages()
-            .iter()
-            .filter_map(|m| match m {
-                mcp::Message::Request { id, .. } => Some(id.to_value()),
-                _ => None,
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
-    // What answering the server on the client's behalf needs (only on policed routes: no per-request copy
-    // of the headers otherwise).
-    let session = policed.then(|| {
-        let mut headers = parts.headers.clone();
-        headers.insert(HeaderName::from_static(REQUEST_ID_HEADER), ctx.id.clone());
-        (headers, parts.uri.path().to_owned())
-    });
-    // The outcome record is written when the answer's body ends (see `audit::outcome`).
-    let outcome = gw.auditor.log().map(|log| Outcome {
-        log: log.clone(),
-        request_id: ctx.id_str().to_owned(),
-        start: ctx.start,
-        tool_call: permitted.inbound().single_request_method() == Some("tools/call"),
-    });
-    // A legacy client declaring elicitation at `initialize`: its session is remembered (caller confirmation).
-    let elicits = gw
-        .approvals
-        .as_ref()
-        .and_then(|a| a.caller())
-        .filter(|_| caller::declares_elicitation(permitted.inbound()));
-    // Audit: the decision is durable before anything is forwarded; if it cannot be written, nothing is.
-    let span = ctx.trace.stage("audit.record");
-    let recorded = gw.auditor.record(ctx, &route.redaction, permitted).await;
-    span.result(&recorded);
-    let recorded: Recorded = recorded?;
-    drop(span);
-    // The upstream's spans join this trace: its `traceparent` names the `upstream` span.
-    let span = ctx.trace.client("upstream");
-    let mut parts = parts;
-    span.inject(&ctx.trace, &mut parts.headers);
-    if policed {
-        // The gateway reads what comes back, and decodes no content coding: ask for none.
-        parts.headers.remove(http::header::ACCEPT_ENCODING);
-    }
-    let sent = Instant::now();
-    let resp = route.client.send(ctx, &addrs, recorded, parts).await;
-    route.stats.upstream(&resp, sent.elapsed());
-    span.result(&resp);
-    let resp = resp?;
-    ctx.upstream_status = Some(resp.status().as_u16());
-    if span.recording() {
-        span.set("server.address", route.upstream.to_string());
-        span.set(
-            "http.response.status_code",
-            i64::from(resp.status().as_u16()),
-        );
-        if resp.status().is_server_error() {
-            span.fail(format!("upstream answered {}", resp.status()));
-        }
-        // It lasts until the answer's body has been passed on, as the request's root does.
-        ctx.until_body_end.push(span.keep());
-    }
-    if let Some(c) = elicits
-        && let Some(session) = resp
-            .headers()
-            .get("mcp-session-id")
-            .and_then(|v| v.to_str().ok())
-    {
-        c.remember_session(session, crate::approvals::principal(ctx));
-    }
-    let resp = match listing.zip(session) {
-        None => resp.map(|b| b.boxed()),
-        Some((listing, (headers, path))) => {
-            let police = crate::filter::server_requests::Police {
-                chain: route.policy.clone(),
-                context: listing.context.clone(),
-                client: route.client.clone(),
-                addrs,
-                headers,
-                path,
-                audit: gw.auditor.server_requests(ctx),
-            };
-            let filter = crate::filter::ResponseFilter {
-                listing,
-                police,
-                pending,
-            };
-            match crate::filter::apply(resp, filter).await {
-                Ok(resp) => resp,
-                Err(e) => {
-                    let e = GatewayError::from(e);
-                    if let Some(o) = outcome {
-                        o.failed(ctx.upstream_status, telemetry::error_chain(&e));
-                    }
-                    return Err(e);
-                }
-            }
-        }
-    };
-    Ok(match outcome {
-        Some(o) => o.watch(resp),
-        None => resp,
-    })
+    let on_session = caller::session_hook(gw.approvals.as_ref(), ctx, permitted.inbound());
+    gw.egress(id)
+        .send(ctx, addrs, parts, permitted, on_session)
+        .await
 }
 
 /// A `tools/call` naming a tool the catalogue has not seen: fetch the upstream's list first, so policies see

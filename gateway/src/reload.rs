@@ -194,12 +194,6 @@ impl Live {
         warn_restart_required(&self.startup, &config);
         // The audit log stays the one opened at start (see the module doc).
         let auditor = old.gateway.auditor().clone();
-        let mut gateway = Gateway::new(&config, &policies, auditor, self.dns.clone())
-            .map_err(ReloadError::Build)?;
-        gateway.inherit_catalogues(&old.gateway);
-        gateway.set_pins(old.gateway.pins().cloned());
-        // Like the audit log, the approval workflow opened at start serves every generation.
-        gateway.set_approvals(old.gateway.approvals().cloned());
         // The trace exporter is kept while `telemetry:` is unchanged, else replaced.
         let telemetry_changed = config.telemetry != old.config.telemetry;
         let otel = match (&config.telemetry, telemetry_changed) {
@@ -207,8 +201,17 @@ impl Live {
             (Some(otlp), true) => Some(crate::otel::Otel::start(otlp)?),
             (None, true) => None,
         };
-        gateway.set_otel(otel);
-        gateway.inherit_identity_keys(&old.gateway);
+        let shared = crate::pipeline::Shared {
+            auditor,
+            // Like the audit log, the approval workflow and the tool pins opened at start serve every
+            // generation.
+            approvals: old.gateway.approvals().cloned(),
+            pins: old.gateway.pins().cloned(),
+            otel,
+            resolver: self.dns.clone(),
+        };
+        let gateway = Gateway::new(&config, &policies, shared, Some(&old.gateway))
+            .map_err(ReloadError::Build)?;
         log_route_changes(&old.config, &config);
         let number = old.number + 1;
         self.tls.set(identity);

@@ -65,14 +65,22 @@ impl Server {
             auditor.log().cloned(),
         )
         .map_err(|e| anyhow::anyhow!("{e}: the tool pins file (see `on_tool_change`) must be readable JSON; restore it from a backup or remove it to pin every tool afresh"))?;
-        let mut gateway = Gateway::new(&config, &policies, auditor, dns.clone())?;
-        gateway.set_approvals(approvals);
-        gateway.set_pins(Some(Arc::new(pins)));
-        if let Some(otlp) = &config.telemetry {
-            let otel = crate::otel::Otel::start(otlp)?;
-            tracing::info!(endpoint = %otlp.endpoint, sample_ratio = otlp.sample_ratio, "exporting traces over OTLP/HTTP");
-            gateway.set_otel(Some(otel));
-        }
+        let otel = match &config.telemetry {
+            Some(otlp) => {
+                let otel = crate::otel::Otel::start(otlp)?;
+                tracing::info!(endpoint = %otlp.endpoint, sample_ratio = otlp.sample_ratio, "exporting traces over OTLP/HTTP");
+                Some(otel)
+            }
+            None => None,
+        };
+        let shared = crate::pipeline::Shared {
+            auditor,
+            approvals,
+            pins: Some(Arc::new(pins)),
+            otel,
+            resolver: dns.clone(),
+        };
+        let gateway = Gateway::new(&config, &policies, shared, None)?;
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;

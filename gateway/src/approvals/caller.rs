@@ -43,6 +43,7 @@ use crate::audit::{ApprovalEvent, ApprovalRecord, Arguments, AuditError};
 use crate::body::Body;
 use crate::config::CallerConfirmation;
 use crate::ctx::RequestCtx;
+use crate::egress::SessionHook;
 use crate::mcp::{Id, Inbound, Message};
 use crate::policy::verdict::{Outcome, Verdict};
 use crate::policy::{Permitted, Refused};
@@ -210,6 +211,26 @@ pub fn declares_elicitation(inbound: &Inbound) -> bool {
             .and_then(|m| m.params())
             .and_then(|p| p.pointer("/capabilities/elicitation"))
             .is_some_and(Value::is_object)
+}
+
+/// For a legacy `initialize` declaring elicitation (with caller confirmation on): what remembers the
+/// session the upstream answers with, bound to the caller's principal ([`CallerConfirm::remember_session`]).
+pub fn session_hook(
+    approvals: Option<&Arc<Approvals>>,
+    ctx: &RequestCtx,
+    inbound: &Inbound,
+) -> Option<SessionHook> {
+    let approvals = approvals.filter(|a| a.caller().is_some())?;
+    if !declares_elicitation(inbound) {
+        return None;
+    }
+    let approvals = approvals.clone();
+    let principal = super::principal(ctx);
+    Some(Box::new(move |session: &str| {
+        if let Some(c) = approvals.caller() {
+            c.remember_session(session, principal);
+        }
+    }))
 }
 
 /// A new confirmation id: `cnf_` + 12 base32 characters.
@@ -644,10 +665,7 @@ pub(super) async fn release(
     held.approvals.audit(used).await?;
     ctx.decision = Some("allow");
     match Permitted::by_confirmation(held.refused, confirmed) {
-        Ok(permitted) => {
-            crate::pipeline::forward(&held.gw, ctx, held.route, held.addrs, held.parts, permitted)
-                .await
-        }
+        Ok(permitted) => hold::release(held.exit, &held.approvals, ctx, permitted).await,
         Err(refused) => Ok(reply::policy_answer(ctx, &refused)),
     }
 }
@@ -666,10 +684,10 @@ pub async fn respond(
     let via = held
         .approvals
         .caller()
-        .and_then(|c| can_ask(c, ctx, &held.parts, &held.refused, &held.call));
+        .and_then(|c| can_ask(c, ctx, &held.exit.parts, &held.refused, &held.call));
     match (via, held.approvals.caller()) {
         (Some(Via::InputRequired), Some(c)) => {
-            let redaction = &held.gw.routes()[held.route].redaction;
+            let redaction = &held.exit.egress.route.redaction;
             ask_modern(
                 &held.approvals,
                 c,

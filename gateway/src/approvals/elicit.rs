@@ -63,7 +63,7 @@ pub async fn ask_legacy(held: Held, ctx: &mut RequestCtx) -> Result<Response<Bod
     let rpc_id = format!("{ELICIT_ID_PREFIX}{id}");
     let expire = caller.settings.expire;
     let exp = now_ms() + expire.as_millis() as Millis;
-    let route = &held.gw.routes()[held.route];
+    let route = held.exit.egress.route.clone();
     let args = held
         .refused
         .inbound
@@ -99,7 +99,7 @@ pub async fn ask_legacy(held: Held, ctx: &mut RequestCtx) -> Result<Response<Bod
     let mut task_ctx = ctx.clone();
     tokio::spawn(async move {
         let approvals = held.approvals.clone();
-        let gw = held.gw.clone();
+        let egress = held.exit.egress.clone();
         let keepalive = approvals.settings().keepalive;
         let (tool, digest) = (
             held.call.key.tool.clone(),
@@ -196,7 +196,7 @@ pub async fn ask_legacy(held: Held, ctx: &mut RequestCtx) -> Result<Response<Bod
         };
         let resp = match result {
             Ok(resp) => resp,
-            Err(err) => crate::pipeline::error_response(&gw, &task_ctx, err),
+            Err(err) => egress.error_response(&task_ctx, err),
         };
         hold::relay(resp, tx).await;
     });

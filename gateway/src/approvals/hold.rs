@@ -9,7 +9,7 @@
 //! [`respond`] turns that into a response: a client that accepts SSE gets a stream at once, with keep-alive
 //! comments (and `notifications/progress` when the request had a progress token) while the call waits, then
 //! the upstream's answer (or the refusal) as the final event; any other client gets the plain JSON answer
-//! when the wait ends. A call let through goes on through [`crate::pipeline::forward`], i.e. the normal
+//! when the wait ends. A call let through goes on through [`crate::egress::Egress::send`], i.e. the normal
 //! audit stage (durable decision record naming the approval) → forward, so invariant 1 holds.
 
 use std::sync::Arc;
@@ -28,12 +28,11 @@ use crate::audit::stage::Redaction;
 use crate::audit::{ApprovalEvent, AuditError};
 use crate::body::{Body, is_sse, sse_event, sse_response};
 use crate::ctx::RequestCtx;
+use crate::egress::Exit;
 use crate::mcp::Message;
-use crate::pipeline::Gateway;
 use crate::policy::verdict::Outcome;
 use crate::policy::{Permitted, Refused};
 use crate::reply::{self, GatewayError};
-use crate::upstream_gate::GatedAddrs;
 
 /// A `tools/call` the chain wants approved.
 #[derive(Debug, Clone)]
@@ -236,24 +235,34 @@ pub async fn settle(
 
 /// Everything a held call needs to be forwarded later (owned: an SSE hold runs on its own task).
 pub struct Held {
-    pub gw: Arc<Gateway>,
+    /// Where the call goes once released: its route's way out, its gated addresses and request head.
+    pub exit: Exit,
     pub approvals: Arc<Approvals>,
-    pub route: usize,
-    pub addrs: GatedAddrs,
-    pub parts: http::request::Parts,
     pub refused: Refused,
     pub call: Call,
 }
 
+/// Hands a call let through (approved or confirmed) to its route's way out: the normal audit stage
+/// (durable decision record naming the approval) → forward.
+pub(super) async fn release(
+    exit: Exit,
+    approvals: &Arc<Approvals>,
+    ctx: &mut RequestCtx,
+    permitted: Permitted,
+) -> Result<Response<Body>, GatewayError> {
+    let on_session = super::caller::session_hook(Some(approvals), ctx, permitted.inbound());
+    exit.send(ctx, permitted, on_session).await
+}
+
 /// Answers a call that needs approval (see the module docs).
 pub async fn respond(held: Held, ctx: &mut RequestCtx) -> Result<Response<Body>, GatewayError> {
-    if !wants_sse(&held.parts) {
+    if !wants_sse(&held.exit.parts) {
         return run(held, ctx).await;
     }
     let (tx, rx) = mpsc::channel::<Bytes>(8);
     let mut task_ctx = ctx.clone();
     tokio::spawn(async move {
-        let gw = held.gw.clone();
+        let egress = held.exit.egress.clone();
         let keepalive = held.approvals.settings().keepalive;
         let (id, token) = (held.call.id.clone(), held.call.progress_token.clone());
         let result = {
@@ -290,7 +299,7 @@ pub async fn respond(held: Held, ctx: &mut RequestCtx) -> Result<Response<Body>,
         };
         let resp = match result {
             Ok(resp) => resp,
-            Err(err) => crate::pipeline::error_response(&gw, &task_ctx, err),
+            Err(err) => egress.error_response(&task_ctx, err),
         };
         relay(resp, tx).await;
     });
@@ -298,7 +307,7 @@ pub async fn respond(held: Held, ctx: &mut RequestCtx) -> Result<Response<Body>,
 }
 
 async fn run(held: Held, ctx: &mut RequestCtx) -> Result<Response<Body>, GatewayError> {
-    let route = &held.gw.routes()[held.route];
+    let route = &*held.exit.egress.route;
     let span = ctx.trace.stage("approval.hold");
     span.set("mcp_gateway.approval.id", held.call.id.clone());
     let settled = settle(
@@ -327,12 +336,7 @@ async fn run(held: Held, ctx: &mut RequestCtx) -> Result<Response<Body>, Gateway
         Settled::Granted(granted) => {
             ctx.decision = Some("allow");
             match Permitted::by_approval(held.refused, granted) {
-                Ok(permitted) => {
-                    crate::pipeline::forward(
-                        &held.gw, ctx, held.route, held.addrs, held.parts, permitted,
-                    )
-                    .await
-                }
+                Ok(permitted) => release(held.exit, &held.approvals, ctx, permitted).await,
                 Err(refused) => Ok(reply::policy_answer(ctx, &refused)),
             }
         }
