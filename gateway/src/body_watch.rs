@@ -1,7 +1,7 @@
 //! An answer's body passed through frame by frame to a [`Watcher`]: it sees each data chunk as it goes (nothing
 //! is held back, so watching never delays the answer) and is told once how the body ended — to its end,
 //! failed, or dropped before its end (the client went away). Used for the outcome record
-//! ([`crate::audit::outcome`]) and for spans that last as long as the body ([`crate::otel::body`]).
+//! ([`crate::audit_stage::outcome`]) and for spans that last as long as the body ([`crate::otel::body`]).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};

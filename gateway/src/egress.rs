@@ -9,8 +9,8 @@ use std::time::Instant;
 use http::{HeaderName, Response};
 use http_body_util::BodyExt;
 
-use crate::audit::outcome::Outcome;
-use crate::audit::stage::{Auditor, Recorded, Redaction};
+use crate::audit_stage::outcome::Outcome;
+use crate::audit_stage::{Auditor, Recorded, Redaction};
 use crate::body::Body;
 use crate::catalogue::Catalogue;
 use crate::config::UpstreamUrl;
@@ -96,7 +96,7 @@ impl Egress {
             headers.insert(HeaderName::from_static(REQUEST_ID_HEADER), ctx.id.clone());
             (headers, parts.uri.path().to_owned())
         });
-        // The outcome record is written when the answer's body ends (see `audit::outcome`).
+        // The outcome record is written when the answer's body ends (see `audit_stage::outcome`).
         let outcome = self.auditor.log().map(|log| Outcome {
             log: log.clone(),
             request_id: ctx.id_str().to_owned(),

@@ -27,7 +27,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use crate::audit::stage::Recorded;
+use crate::audit_stage::Recorded;
 use crate::config::{Limits, Scheme, UpstreamUrl};
 use crate::ctx::{REQUEST_ID_HEADER, RequestCtx};
 use crate::mcp::Inbound;

@@ -10,6 +10,7 @@ pub mod admin;
 pub mod approvals;
 pub mod arguments;
 pub mod audit;
+pub mod audit_stage;
 pub mod body;
 pub mod body_watch;
 pub mod catalogue;

@@ -1,7 +1,7 @@
 //! The request path, top to bottom. This file knows the order of the stages and nothing of their logic:
 //!
 //! tls (server.rs) → [`route`] → [`identity`] → [`upstream_gate`] → [`mcp`] parse → [`arguments`] → [`policy`] →
-//! [`crate::audit::stage`] → [`forward`] → [`crate::filter`] → reply
+//! [`crate::audit_stage`] → [`forward`] → [`crate::filter`] → reply
 //!
 //! Every stage returns a typed error; [`reply`] is the only place errors and policy answers become responses.
 //! A request reaches [`forward`] only with a [`Recorded`] (made only by the audit stage, from a
@@ -18,7 +18,7 @@ use crate::approvals::Approvals;
 use crate::approvals::caller::{self, Before};
 use crate::approvals::hold;
 use crate::arguments;
-use crate::audit::stage::{Auditor, Redaction};
+use crate::audit_stage::{Auditor, Redaction};
 use crate::body::Body;
 use crate::config::{Config, Limits};
 use crate::ctx::{ConnInfo, REQUEST_ID_HEADER, RequestCtx};

@@ -20,8 +20,8 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::admin;
-use crate::audit::stage::Auditor;
 use crate::audit::{AuditConfig, AuditLog};
+use crate::audit_stage::Auditor;
 use crate::config::{AdminSettings, Config, IpPolicy, StoreSettings};
 use crate::ctx::ConnInfo;
 use crate::metrics::COUNTERS;

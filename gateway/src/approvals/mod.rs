@@ -32,8 +32,8 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use crate::audit::stage::Auditor;
 use crate::audit::{ApprovalEvent, ApprovalRecord, Arguments};
+use crate::audit_stage::Auditor;
 use crate::config::{ApprovalSettings, StoreSettings};
 use crate::ctx::RequestCtx;
 use store::{Approval, ApprovalStore, Millis, StoreError};

@@ -15,7 +15,7 @@ use sha2::Sha256;
 use super::store::Approval;
 use super::{record, rfc3339};
 use crate::audit::ApprovalEvent;
-use crate::audit::stage::Auditor;
+use crate::audit_stage::Auditor;
 use crate::config::Webhook;
 
 /// Deadline of one delivery attempt.

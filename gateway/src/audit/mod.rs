@@ -1,8 +1,10 @@
 //! The audit log: every decision durable before anything is forwarded, tamper-evident, fast.
 //!
-//! Where it sits: between policy and forward. The pipeline calls [`AuditLog::append`] with the decision record
+//! Where it sits: below the request path, which it knows nothing of. The audit stage
+//! ([`crate::audit_stage`], between policy and forward) calls [`AuditLog::append`] with the decision record
 //! and forwards only once it resolves ([`Durable`]); refusals are recorded the same way, and the upstream's
-//! outcome afterwards with [`AuditLog::append_later`], when the answer's body has ended ([`outcome`]).
+//! outcome afterwards with [`AuditLog::append_later`], when the answer's body has ended
+//! ([`crate::audit_stage::outcome`]).
 //!
 //! How it works:
 //! - **Group commit** ([`writer`]): one writer thread owns the current segment file. Callers serialise their
@@ -30,10 +32,8 @@
 //! The record format is documented field by field in `gateway/audit-record.schema.json`.
 
 pub mod chain;
-pub mod outcome;
 pub mod query;
 pub mod record;
-pub mod stage;
 pub mod verify;
 mod writer;
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use http::HeaderMap;
 use serde_json::{Value, json};
 
-use crate::audit::stage::ServerRequestAudit;
+use crate::audit_stage::ServerRequestAudit;
 use crate::forward::UpstreamClient;
 use crate::mcp::{Message, jsonrpc};
 use crate::policy::PolicyChain;

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use http::Response;
 use serde::Deserialize;
 
-use super::{AuditLog, OutcomeRecord, Record};
+use crate::audit::{AuditLog, OutcomeRecord, Record};
 use crate::body::Body;
 use crate::body_watch::{self, Ending, Watcher};
 use crate::mcp::sse::{self, EventSplitter};

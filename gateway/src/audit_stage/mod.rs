@@ -6,15 +6,17 @@
 //! record cannot be written, the request is not forwarded. Refusals (by policy, by argument validation, or
 //! before any policy ran) and outcomes are queued without delaying the answer; they are never dropped.
 
+pub mod outcome;
+
 use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::{
+use crate::arguments::InvalidArguments;
+use crate::audit::{
     Arguments, AuditError, AuditLog, Decision, DecisionRecord, OutcomeRecord, PolicyResult, Record,
     RefusalKind, RefusalRecord,
 };
-use crate::arguments::InvalidArguments;
 use crate::config::{AuditSettings, PolicyMode, Redact, RouteSpec};
 use crate::ctx::RequestCtx;
 use crate::mcp::{Inbound, McpError, Message};
@@ -222,7 +224,7 @@ impl Auditor {
     }
 
     /// Records that forwarding failed (no answer to watch; a forwarded answer's outcome is written by
-    /// [`super::outcome`] when its body ends).
+    /// [`outcome`] when its body ends).
     pub fn outcome(&self, ctx: &RequestCtx, status: Option<u16>, error: Option<String>) {
         let Some(log) = &self.log else { return };
         log.append_later(Record::Outcome(OutcomeRecord {
