@@ -15,12 +15,14 @@ use crate::body::Body;
 use crate::catalogue::Catalogue;
 use crate::config::UpstreamUrl;
 use crate::ctx::{REQUEST_ID_HEADER, RequestCtx};
+use crate::error::GatewayError;
+use crate::error_class::error_chain;
 use crate::filter::Listing;
 use crate::forward::UpstreamClient;
 use crate::mcp;
 use crate::metrics;
 use crate::policy::{self, PolicyChain};
-use crate::reply::{self, GatewayError};
+use crate::reply;
 use crate::telemetry;
 use crate::upstream_gate::GatedAddrs;
 
@@ -165,7 +167,7 @@ impl Egress {
                     Err(e) => {
                         let e = GatewayError::from(e);
                         if let Some(o) = outcome {
-                            o.failed(ctx.upstream_status, telemetry::error_chain(&e));
+                            o.failed(ctx.upstream_status, error_chain(&e));
                         }
                         return Err(e);
                     }
@@ -210,9 +212,9 @@ impl Exit {
 /// The response for an error, logged and audited.
 pub fn error_response(auditor: &Auditor, ctx: &RequestCtx, err: GatewayError) -> Response<Body> {
     telemetry::refusal(ctx, &err);
-    auditor.refusal(ctx, &err);
+    auditor.refusal(ctx, err.class(), &err);
     if let GatewayError::Forward(e) = &err {
-        auditor.outcome(ctx, None, Some(telemetry::error_chain(e)));
+        auditor.outcome(ctx, None, Some(error_chain(e)));
     }
     reply::error(ctx, &err)
 }

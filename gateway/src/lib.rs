@@ -20,6 +20,8 @@ pub mod config;
 pub mod ctx;
 pub mod demo;
 pub mod egress;
+pub mod error;
+pub mod error_class;
 pub mod filter;
 pub mod forward;
 pub mod identity;

@@ -168,7 +168,7 @@ impl Live {
             Err(e) => {
                 self.reloads.failed.fetch_add(1, Ordering::Relaxed);
                 self.reloads.last_failed.store(1, Ordering::Relaxed);
-                let error = crate::telemetry::error_chain(e);
+                let error = crate::error_class::error_chain(e);
                 tracing::error!(config = %path.display(), "config reload rejected, the previous config keeps serving: {error}");
                 *self.rejected.lock().unwrap_or_else(PoisonError::into_inner) = Some(Rejected {
                     at: time::OffsetDateTime::now_utc(),

@@ -10,30 +10,13 @@ use serde_json::{Value, json};
 
 use crate::body::{Body, full};
 use crate::ctx::RequestCtx;
+use crate::error::GatewayError;
+use crate::error_class::ErrorClass;
 use crate::forward::ForwardError;
 use crate::identity::IdentityError;
-use crate::mcp::McpError;
+use crate::mcp::ParseError;
 use crate::route::RouteError;
 use crate::upstream_gate::GateError;
-
-/// Everything that can stop a request before or while forwarding.
-#[derive(Debug, thiserror::Error)]
-pub enum GatewayError {
-    #[error(transparent)]
-    Route(#[from] RouteError),
-    #[error(transparent)]
-    Gate(#[from] GateError),
-    #[error(transparent)]
-    Mcp(#[from] McpError),
-    #[error(transparent)]
-    Forward(#[from] ForwardError),
-    #[error(transparent)]
-    Filter(#[from] crate::filter::FilterError),
-    #[error("audit log unavailable: {0}")]
-    Audit(#[from] crate::audit::AuditError),
-    #[error("unauthenticated: {0}")]
-    Identity(#[from] crate::identity::Unauthenticated),
-}
 
 /// JSON-RPC codes for gateway transport errors (implementation-defined server-error range).
 mod code {
@@ -45,117 +28,73 @@ mod code {
     pub const REQUEST: i64 = -32600;
 }
 
-impl GatewayError {
-    /// Short machine-readable reason, also used in logs and (later) audit records.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            GatewayError::Route(RouteError::NoRoute { .. }) => "no_route",
-            GatewayError::Route(RouteError::SniMismatch { .. } | RouteError::MissingSni) => {
-                "sni_mismatch"
-            }
-            GatewayError::Route(_) => "bad_host",
-            GatewayError::Gate(GateError::NotAllowed { .. }) => "ip_not_allowed",
-            GatewayError::Gate(_) => "upstream_unresolvable",
-            GatewayError::Mcp(McpError::Parse(_)) => "parse_error",
-            GatewayError::Mcp(McpError::Header(_)) => "header_mismatch",
-            GatewayError::Mcp(McpError::TooLarge { .. }) => "body_too_large",
-            GatewayError::Mcp(_) => "bad_request",
-            GatewayError::Forward(ForwardError::Timeout { .. }) => "upstream_timeout",
-            GatewayError::Forward(_) => "upstream_unavailable",
-            GatewayError::Filter(_) => "unfilterable_response",
-            GatewayError::Audit(_) => "audit_unavailable",
-            GatewayError::Identity(u) if matches!(u.error, IdentityError::Jwks(_)) => {
-                "identity_unavailable"
-            }
-            GatewayError::Identity(_) => "unauthenticated",
+/// The status and JSON-RPC code of an error, by its class.
+fn status_code(class: ErrorClass) -> (StatusCode, i64) {
+    match class {
+        ErrorClass::NoRoute | ErrorClass::SniMismatch | ErrorClass::BadHost => {
+            (StatusCode::MISDIRECTED_REQUEST, code::ROUTING)
         }
+        ErrorClass::IpNotAllowed | ErrorClass::Unresolvable => {
+            (StatusCode::BAD_GATEWAY, code::IP_GATE)
+        }
+        ErrorClass::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, code::REQUEST),
+        ErrorClass::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, code::REQUEST),
+        ErrorClass::BodyTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, code::REQUEST),
+        ErrorClass::BodyTimeout => (StatusCode::REQUEST_TIMEOUT, code::REQUEST),
+        ErrorClass::BodyRead => (StatusCode::BAD_REQUEST, code::REQUEST),
+        ErrorClass::JsonParse => (StatusCode::BAD_REQUEST, ParseError::JSON_CODE),
+        ErrorClass::InvalidJsonRpc => (StatusCode::BAD_REQUEST, ParseError::INVALID_CODE),
+        ErrorClass::HeaderMismatch => (StatusCode::BAD_REQUEST, crate::mcp::HeaderMismatch::CODE),
+        ErrorClass::UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, code::UPSTREAM),
+        ErrorClass::UpstreamUnavailable | ErrorClass::Unfilterable => {
+            (StatusCode::BAD_GATEWAY, code::UPSTREAM)
+        }
+        ErrorClass::AuditUnavailable => (StatusCode::SERVICE_UNAVAILABLE, code::AUDIT),
+        ErrorClass::IdentityUnavailable => (StatusCode::SERVICE_UNAVAILABLE, code::UNAUTHENTICATED),
+        ErrorClass::Unauthenticated => (StatusCode::UNAUTHORIZED, code::UNAUTHENTICATED),
     }
+}
 
-    fn status_code_message(&self, ctx: &RequestCtx) -> (StatusCode, i64, String) {
-        let route = ctx.route.as_deref().unwrap_or("?");
-        match self {
-            GatewayError::Route(e @ RouteError::NoRoute { host }) => {
-                let _ = e;
-                (
-                    StatusCode::MISDIRECTED_REQUEST,
-                    code::ROUTING,
-                    format!("No route configured for host '{host}'"),
-                )
-            }
-            GatewayError::Route(RouteError::SniMismatch { host, sni }) => (
-                StatusCode::MISDIRECTED_REQUEST,
-                code::ROUTING,
-                format!(
-                    "Host '{host}' does not match TLS SNI '{sni}'; requests are only served for the host the connection was opened for"
-                ),
-            ),
-            GatewayError::Route(e) => (
-                StatusCode::MISDIRECTED_REQUEST,
-                code::ROUTING,
-                capitalize(&e.to_string()),
-            ),
-            GatewayError::Gate(GateError::NotAllowed { .. }) => (
-                StatusCode::BAD_GATEWAY,
-                code::IP_GATE,
-                format!(
-                    "IP validation failed: the upstream address of route '{route}' is not in allowed_ips"
-                ),
-            ),
-            GatewayError::Gate(_) => (
-                StatusCode::BAD_GATEWAY,
-                code::IP_GATE,
-                format!("Cannot resolve the upstream of route '{route}'"),
-            ),
-            GatewayError::Mcp(e) => {
-                let status = match e {
-                    McpError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-                    McpError::UnsupportedMediaType(_) | McpError::UnsupportedEncoding(_) => {
-                        StatusCode::UNSUPPORTED_MEDIA_TYPE
-                    }
-                    McpError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-                    McpError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-                    _ => StatusCode::BAD_REQUEST,
-                };
-                let code = match e {
-                    McpError::Parse(p) => p.code(),
-                    McpError::Header(_) => crate::mcp::HeaderMismatch::CODE,
-                    _ => code::REQUEST,
-                };
-                (status, code, e.to_string())
-            }
-            GatewayError::Forward(ForwardError::Timeout { timeout, .. }) => (
-                StatusCode::GATEWAY_TIMEOUT,
-                code::UPSTREAM,
-                format!("The upstream of route '{route}' did not answer within {timeout:?}"),
-            ),
-            GatewayError::Forward(_) => (
-                StatusCode::BAD_GATEWAY,
-                code::UPSTREAM,
-                format!("The upstream of route '{route}' is unavailable"),
-            ),
-            GatewayError::Filter(_) => (
-                StatusCode::BAD_GATEWAY,
-                code::UPSTREAM,
-                format!(
-                    "The upstream of route '{route}' sent an answer the gateway cannot read, so it is withheld"
-                ),
-            ),
-            GatewayError::Audit(_) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                code::AUDIT,
-                "The gateway cannot record this request in its audit log, so it was not forwarded; retry later".to_owned(),
-            ),
-            GatewayError::Identity(u) if matches!(u.error, IdentityError::Jwks(_)) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                code::UNAUTHENTICATED,
-                "The gateway cannot verify bearer tokens right now (its identity provider's keys are unavailable); retry later".to_owned(),
-            ),
-            GatewayError::Identity(u) => (
-                StatusCode::UNAUTHORIZED,
-                code::UNAUTHENTICATED,
-                format!("Unauthorized: {}", u.error.description()),
-            ),
+/// The caller-safe message of an error (its class decides everything else; this needs the error's data).
+fn message(err: &GatewayError, ctx: &RequestCtx) -> String {
+    let route = ctx.route.as_deref().unwrap_or("?");
+    match err {
+        GatewayError::Route(RouteError::NoRoute { host }) => {
+            format!("No route configured for host '{host}'")
         }
+        GatewayError::Route(RouteError::SniMismatch { host, sni }) => format!(
+            "Host '{host}' does not match TLS SNI '{sni}'; requests are only served for the host the connection was opened for"
+        ),
+        GatewayError::Route(
+            e @ (RouteError::MissingHost | RouteError::BadHost { .. } | RouteError::MissingSni),
+        ) => capitalize(&e.to_string()),
+        GatewayError::Gate(GateError::NotAllowed { .. }) => format!(
+            "IP validation failed: the upstream address of route '{route}' is not in allowed_ips"
+        ),
+        GatewayError::Gate(GateError::Resolve { .. } | GateError::NoAddress { .. }) => {
+            format!("Cannot resolve the upstream of route '{route}'")
+        }
+        GatewayError::Mcp(e) => e.to_string(),
+        GatewayError::Forward(ForwardError::Timeout { timeout, .. }) => {
+            format!("The upstream of route '{route}' did not answer within {timeout:?}")
+        }
+        GatewayError::Forward(ForwardError::Unavailable { .. } | ForwardError::Request(_)) => {
+            format!("The upstream of route '{route}' is unavailable")
+        }
+        GatewayError::Filter(_) => format!(
+            "The upstream of route '{route}' sent an answer the gateway cannot read, so it is withheld"
+        ),
+        GatewayError::Audit(_) => "The gateway cannot record this request in its audit log, so it was not forwarded; retry later".to_owned(),
+        GatewayError::Identity(u) => match u.error {
+            IdentityError::Jwks(_) => "The gateway cannot verify bearer tokens right now (its identity provider's keys are unavailable); retry later".to_owned(),
+            IdentityError::Missing
+            | IdentityError::NotBearer
+            | IdentityError::Malformed(_)
+            | IdentityError::AlgorithmNotAllowed(_)
+            | IdentityError::UnknownKey { .. }
+            | IdentityError::Invalid(_)
+            | IdentityError::NoSubject => format!("Unauthorized: {}", u.error.description()),
+        },
     }
 }
 
@@ -168,7 +107,8 @@ fn capitalize(s: &str) -> String {
 
 /// The wire response for an error.
 pub fn error(ctx: &RequestCtx, err: &GatewayError) -> Response<Body> {
-    let (status, code, message) = err.status_code_message(ctx);
+    let (status, code) = status_code(err.class());
+    let message = message(err, ctx);
     let mut data = json!({ "request_id": ctx.id_str(), "reason": err.kind() });
     if let GatewayError::Route(
         RouteError::NoRoute { host } | RouteError::SniMismatch { host, .. },

@@ -377,7 +377,7 @@ fn open_audit(config: &Config) -> anyhow::Result<Auditor> {
              so the gateway does not start without it: set `audit.dir` to a directory the gateway (uid {}) can \
              write (it is created mode 0700), or turn auditing off explicitly with `audit: {{ disabled: true }}`",
             dir.display(),
-            crate::telemetry::error_chain(&e),
+            crate::error_class::error_chain(&e),
             rustix::process::getuid().as_raw()
         )
     })?;

@@ -8,8 +8,9 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, LogLevel, LogSettings};
 use crate::ctx::RequestCtx;
+use crate::error::GatewayError;
+use crate::error_class::error_chain;
 use crate::metrics::COUNTERS;
-use crate::reply::GatewayError;
 
 /// Installs the global subscriber. `RUST_LOG`, when set, overrides the configured level.
 pub fn init(log: &LogSettings) {
@@ -65,7 +66,7 @@ pub fn access(ctx: &RequestCtx, status: StatusCode) {
 /// A request refused by the gateway itself, with the full cause (which the client does not see).
 pub fn refusal(ctx: &RequestCtx, err: &GatewayError) {
     COUNTERS.refusals.fetch_add(1, Ordering::Relaxed);
-    crate::metrics::refusal(err.kind());
+    crate::metrics::refusal(err.class());
     let cause = error_chain(err);
     tracing::warn!(request_id = ctx.id_str(), client = %ctx.conn.peer, reason = err.kind(), "{cause}");
 }
@@ -99,21 +100,6 @@ pub fn policy_refusal(ctx: &RequestCtx, refused: &crate::policy::Refused) {
             ),
         }
     }
-}
-
-/// `error: cause: cause` on one line.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut s = err.to_string();
-    let mut src = err.source();
-    while let Some(e) = src {
-        let m = e.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        src = e.source();
-    }
-    s
 }
 
 /// Attributes of the parsed message on the parse span and the request's root span (only called when the

@@ -44,10 +44,11 @@ use crate::body::Body;
 use crate::config::CallerConfirmation;
 use crate::ctx::RequestCtx;
 use crate::egress::SessionHook;
+use crate::error::GatewayError;
 use crate::mcp::{Id, Inbound, Message};
 use crate::policy::verdict::{Outcome, Verdict};
 use crate::policy::{Permitted, Refused};
-use crate::reply::{self, GatewayError};
+use crate::reply;
 
 /// The gateway's key in `inputRequests` / `inputResponses` (2026-07-28).
 pub const INPUT_KEY: &str = "mcp-gateway/confirm";

@@ -22,7 +22,8 @@ use super::store::Millis;
 use crate::audit::ApprovalEvent;
 use crate::body::Body;
 use crate::ctx::RequestCtx;
-use crate::reply::{self, GatewayError};
+use crate::error::GatewayError;
+use crate::reply;
 
 /// Legacy: hands the client's answer to the call waiting for it (same session and caller only).
 pub(super) fn take_answer(

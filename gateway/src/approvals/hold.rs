@@ -29,10 +29,11 @@ use crate::audit_stage::Redaction;
 use crate::body::{Body, is_sse, sse_event, sse_response};
 use crate::ctx::RequestCtx;
 use crate::egress::Exit;
+use crate::error::GatewayError;
 use crate::mcp::Message;
 use crate::policy::verdict::Outcome;
 use crate::policy::{Permitted, Refused};
-use crate::reply::{self, GatewayError};
+use crate::reply;
 
 /// A `tools/call` the chain wants approved.
 #[derive(Debug, Clone)]

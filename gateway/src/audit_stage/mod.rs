@@ -19,12 +19,10 @@ use crate::audit::{
 };
 use crate::config::{AuditSettings, PolicyMode, Redact, RouteSpec};
 use crate::ctx::RequestCtx;
-use crate::mcp::{Inbound, McpError, Message};
+use crate::error_class::{ErrorClass, error_chain};
+use crate::mcp::{Inbound, Message};
 use crate::policy::verdict::{Answer, Outcome, Verdict};
 use crate::policy::{Permitted, Refused};
-use crate::reply::GatewayError;
-use crate::route::RouteError;
-use crate::upstream_gate::GateError;
 
 /// Proof that a permitted request's decision is durable in the audit log (or that auditing is off by
 /// explicit config). Private fields: only [`Auditor::record`] makes one.
@@ -206,10 +204,10 @@ impl Auditor {
         }
     }
 
-    /// Records a request refused before any policy ran.
-    pub fn refusal(&self, ctx: &RequestCtx, err: &GatewayError) {
+    /// Records a request refused before any policy ran, by the error's class and with its full cause.
+    pub fn refusal(&self, ctx: &RequestCtx, class: ErrorClass, err: &dyn std::error::Error) {
         let Some(log) = &self.log else { return };
-        let Some(reason) = refusal_kind(err) else {
+        let Some(reason) = refusal_kind(class) else {
             return;
         };
         log.append_later(Record::Refusal(RefusalRecord {
@@ -219,7 +217,7 @@ impl Auditor {
             client: Some(ctx.conn.peer.to_string()),
             principal: ctx.principal.as_ref().map(|p| p.subject().to_owned()),
             reason,
-            detail: Some(crate::telemetry::error_chain(err)),
+            detail: Some(error_chain(err)),
         }));
     }
 
@@ -239,34 +237,29 @@ impl Auditor {
     }
 }
 
-fn refusal_kind(err: &GatewayError) -> Option<RefusalKind> {
-    Some(match err {
-        GatewayError::Route(RouteError::NoRoute { .. }) => RefusalKind::NoRoute,
-        GatewayError::Route(RouteError::SniMismatch { .. } | RouteError::MissingSni) => {
-            RefusalKind::SniMismatch
+/// The refusal record's kind of an error class; `None` for what is an outcome record instead (decided and
+/// recorded already; what went wrong upstream).
+fn refusal_kind(class: ErrorClass) -> Option<RefusalKind> {
+    Some(match class {
+        ErrorClass::NoRoute | ErrorClass::BadHost => RefusalKind::NoRoute,
+        ErrorClass::SniMismatch => RefusalKind::SniMismatch,
+        ErrorClass::IpNotAllowed => RefusalKind::IpNotAllowed,
+        ErrorClass::Unresolvable => RefusalKind::ResolveFailed,
+        ErrorClass::MethodNotAllowed => RefusalKind::MethodNotAllowed,
+        ErrorClass::UnsupportedMediaType => RefusalKind::UnsupportedMediaType,
+        ErrorClass::BodyTooLarge => RefusalKind::BodyTooLarge,
+        ErrorClass::BodyTimeout => RefusalKind::BodyTimeout,
+        ErrorClass::JsonParse => RefusalKind::ParseError,
+        ErrorClass::InvalidJsonRpc => RefusalKind::InvalidJsonRpc,
+        ErrorClass::HeaderMismatch => RefusalKind::HeaderMismatch,
+        ErrorClass::BodyRead | ErrorClass::AuditUnavailable => RefusalKind::Other,
+        ErrorClass::UpstreamTimeout
+        | ErrorClass::UpstreamUnavailable
+        | ErrorClass::Unfilterable => {
+            return None;
         }
-        GatewayError::Route(_) => RefusalKind::NoRoute,
-        GatewayError::Gate(GateError::NotAllowed { .. }) => RefusalKind::IpNotAllowed,
-        GatewayError::Gate(_) => RefusalKind::ResolveFailed,
-        GatewayError::Mcp(McpError::MethodNotAllowed(_)) => RefusalKind::MethodNotAllowed,
-        GatewayError::Mcp(McpError::UnsupportedMediaType(_) | McpError::UnsupportedEncoding(_)) => {
-            RefusalKind::UnsupportedMediaType
-        }
-        GatewayError::Mcp(McpError::TooLarge { .. }) => RefusalKind::BodyTooLarge,
-        GatewayError::Mcp(McpError::BodyTimeout(_)) => RefusalKind::BodyTimeout,
-        GatewayError::Mcp(McpError::Parse(crate::mcp::ParseError::Json(_))) => {
-            RefusalKind::ParseError
-        }
-        GatewayError::Mcp(McpError::Parse(_)) => RefusalKind::InvalidJsonRpc,
-        GatewayError::Mcp(McpError::Header(_)) => RefusalKind::HeaderMismatch,
-        GatewayError::Mcp(McpError::BodyRead(_)) => RefusalKind::Other,
-        // Decided and recorded already; what went wrong upstream is an outcome record.
-        GatewayError::Forward(_) | GatewayError::Filter(_) => return None,
-        GatewayError::Audit(_) => RefusalKind::Other,
-        GatewayError::Identity(u) if matches!(u.error, crate::identity::IdentityError::Jwks(_)) => {
-            RefusalKind::IdentityUnavailable
-        }
-        GatewayError::Identity(_) => RefusalKind::Unauthenticated,
+        ErrorClass::IdentityUnavailable => RefusalKind::IdentityUnavailable,
+        ErrorClass::Unauthenticated => RefusalKind::Unauthenticated,
     })
 }
 

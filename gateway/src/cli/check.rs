@@ -384,7 +384,7 @@ async fn mcp_item(
     );
     let (steps, session) = match mcp_client::open(&target).await {
         Ok(x) => x,
-        Err(e) => return Item::fail(name, crate::telemetry::error_chain(e.as_ref()), fix_down),
+        Err(e) => return Item::fail(name, crate::error_class::error_chain(e.as_ref()), fix_down),
     };
     let Some(session) = session else {
         let last = steps.last().map(describe).unwrap_or_default();
@@ -421,7 +421,7 @@ async fn mcp_item(
                 "the upstream must serve tools/list",
             ),
         },
-        Err(e) => Item::fail(name, crate::telemetry::error_chain(e.as_ref()), fix_down),
+        Err(e) => Item::fail(name, crate::error_class::error_chain(e.as_ref()), fix_down),
     }
 }
 
@@ -459,7 +459,7 @@ async fn policies_item(config: &Config) -> Item {
         ),
         Ok(Err(e)) => Item::fail(
             "policies",
-            crate::telemetry::error_chain(&e),
+            crate::error_class::error_chain(&e),
             "fix the module's path, sha256 or settings as the message says; `mcp-gateway policy check FILE --settings JSON` tries one module",
         ),
         Err(e) => Item::fail("policies", e.to_string(), "policy loading crashed"),

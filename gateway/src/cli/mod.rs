@@ -206,7 +206,7 @@ fn exit(result: anyhow::Result<ExitCode>) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", crate::telemetry::error_chain(e.as_ref()));
+            eprintln!("error: {}", crate::error_class::error_chain(e.as_ref()));
             ExitCode::FAILURE
         }
     }
@@ -234,7 +234,7 @@ fn serve(path: PathBuf, overrides: config::Overrides) -> anyhow::Result<()> {
     });
     // An error about a file the config named relative says where that path came from.
     result.map_err(|e| {
-        let message = crate::telemetry::error_chain(e.as_ref());
+        let message = crate::error_class::error_chain(e.as_ref());
         match config::paths::explain(&relative, &message) {
             Some(why) => anyhow::anyhow!("{message} {why}"),
             None => e,

@@ -185,7 +185,7 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
 
 /// A command-line mistake of `policy test`: exit code 2.
 fn usage_error(e: anyhow::Error) -> anyhow::Result<ExitCode> {
-    eprintln!("error: {}", crate::telemetry::error_chain(e.as_ref()));
+    eprintln!("error: {}", crate::error_class::error_chain(e.as_ref()));
     Ok(ExitCode::from(2))
 }
 

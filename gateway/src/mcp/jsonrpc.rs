@@ -20,11 +20,16 @@ pub enum ParseError {
 }
 
 impl ParseError {
+    /// The JSON-RPC code of a body that is not JSON.
+    pub const JSON_CODE: i64 = -32700;
+    /// The JSON-RPC code of JSON that is not a valid request.
+    pub const INVALID_CODE: i64 = -32600;
+
     /// The JSON-RPC error code the spec assigns.
     pub fn code(&self) -> i64 {
         match self {
-            ParseError::Json(_) => -32700,
-            ParseError::Invalid(_) => -32600,
+            ParseError::Json(_) => Self::JSON_CODE,
+            ParseError::Invalid(_) => Self::INVALID_CODE,
         }
     }
 }

@@ -55,7 +55,7 @@ pub const DECISIONS: [&str; 8] = [
     "error",
 ];
 
-/// `reason` label of refusals: `GatewayError::kind` (reply.rs) values; anything else counts as `other`.
+/// `reason` label of refusals: `error_class::REASONS`, in its order, then `other` (kept in the exposition).
 pub const REFUSAL_REASONS: [&str; 16] = [
     "no_route",
     "sni_mismatch",
@@ -250,13 +250,10 @@ pub fn audit_sync(sync: Duration) {
 static REFUSALS: [AtomicU64; REFUSAL_REASONS.len()] =
     [const { AtomicU64::new(0) }; REFUSAL_REASONS.len()];
 
-/// Counts a request refused by the gateway itself (not by a policy), by `GatewayError::kind`.
-pub fn refusal(kind: &str) {
-    let i = REFUSAL_REASONS
-        .iter()
-        .position(|k| *k == kind)
-        .unwrap_or(REFUSAL_REASONS.len() - 1);
-    REFUSALS[i].fetch_add(1, Ordering::Relaxed);
+/// Counts a request refused by the gateway itself (not by a policy), by the error's class (its
+/// `reason_index` is its place in [`REFUSAL_REASONS`]).
+pub fn refusal(class: crate::error_class::ErrorClass) {
+    REFUSALS[class.reason_index()].fetch_add(1, Ordering::Relaxed);
 }
 
 /// What a scrape reads from the serving generation rather than from the process-wide statics.
@@ -605,6 +602,13 @@ pub fn render(live: &Live) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusal_reasons_are_the_error_classes_reasons_in_order() {
+        let reasons = crate::error_class::REASONS;
+        assert_eq!(REFUSAL_REASONS[..reasons.len()], reasons);
+        assert_eq!(REFUSAL_REASONS[reasons.len()..], ["other"]);
+    }
 
     #[test]
     fn declared_buckets_ascend() {
