@@ -85,16 +85,8 @@ fn message(err: &GatewayError, ctx: &RequestCtx) -> String {
             "The upstream of route '{route}' sent an answer the gateway cannot read, so it is withheld"
         ),
         GatewayError::Audit(_) => "The gateway cannot record this request in its audit log, so it was not forwarded; retry later".to_owned(),
-        GatewayError::Identity(u) => match u.error {
-            IdentityError::Jwks(_) => "The gateway cannot verify bearer tokens right now (its identity provider's keys are unavailable); retry later".to_owned(),
-            IdentityError::Missing
-            | IdentityError::NotBearer
-            | IdentityError::Malformed(_)
-            | IdentityError::AlgorithmNotAllowed(_)
-            | IdentityError::UnknownKey { .. }
-            | IdentityError::Invalid(_)
-            | IdentityError::NoSubject => format!("Unauthorized: {}", u.error.description()),
-        },
+        GatewayError::Identity(_) if err.class() == ErrorClass::IdentityUnavailable => "The gateway cannot verify bearer tokens right now (its identity provider's keys are unavailable); retry later".to_owned(),
+        GatewayError::Identity(u) => format!("Unauthorized: {}", u.error.description()),
     }
 }
 

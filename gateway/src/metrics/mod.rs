@@ -56,24 +56,16 @@ pub const DECISIONS: [&str; 8] = [
 ];
 
 /// `reason` label of refusals: `error_class::REASONS`, in its order, then `other` (kept in the exposition).
-pub const REFUSAL_REASONS: [&str; 16] = [
-    "no_route",
-    "sni_mismatch",
-    "bad_host",
-    "ip_not_allowed",
-    "upstream_unresolvable",
-    "parse_error",
-    "header_mismatch",
-    "body_too_large",
-    "bad_request",
-    "upstream_timeout",
-    "upstream_unavailable",
-    "unfilterable_response",
-    "audit_unavailable",
-    "unauthenticated",
-    "identity_unavailable",
-    "other",
-];
+pub const REFUSAL_REASONS: [&str; 16] = {
+    let reasons = crate::error_class::REASONS;
+    let mut out = ["other"; 16];
+    let mut i = 0;
+    while i < reasons.len() {
+        out[i] = reasons[i];
+        i += 1;
+    }
+    out
+};
 
 /// `mcp_gateway_approvals_pending`: approval requests still pending in the store (see
 /// `approvals::Approvals::spawn_sweeper`).

@@ -12,7 +12,14 @@ use std::path::{Path, PathBuf};
 /// and of every layer below it, never one above. Keep in step with ARCHITECTURE.md's "Layers".
 const LAYERS: &[&[&str]] = &[
     // 0: plain leaves that anything may import
-    &["config", "body", "error_class", "outbound", "tunnel", "certs"],
+    &[
+        "config",
+        "body",
+        "error_class",
+        "outbound",
+        "tunnel",
+        "certs",
+    ],
     // 1: counters, spans, the body pass-through
     &["metrics", "otel", "body_watch"],
     // 2: the audit log engine (writer, chain, record, verify, query)
