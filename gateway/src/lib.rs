@@ -29,6 +29,7 @@ pub mod mcp;
 pub mod metrics;
 pub mod otel;
 pub mod outbound;
+pub mod pg;
 pub mod pins;
 pub mod pipeline;
 pub mod policy;

@@ -12,11 +12,14 @@
 //!
 //! State lives in one small JSON file (`tool-pins.json` beside the audit directory, like `approvals.db`),
 //! rewritten atomically (temporary file, `fsync`, rename) on every change — changes are rare, reads are
-//! from memory. Without an audit directory (`audit.disabled`) the pins live in memory only.
+//! from memory. Without an audit directory (`audit.disabled`) the pins live in memory only. With the
+//! PostgreSQL approval store (`approvals.postgres`) they live in that database instead ([`postgres`]), shared
+//! by every replica: a tool is pinned by whichever replica sees it first, a change seen by one replica is
+//! pending (hidden, refused) on all, and an acceptance on one holds on all.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -24,6 +27,8 @@ use sha2::{Digest, Sha256};
 
 use crate::audit::{AuditLog, Record, ToolRecord};
 use crate::config::OnToolChange;
+
+pub mod postgres;
 
 /// The parts of a tool definition that are pinned, in the order changes name them.
 pub const FIELDS: &[&str] = &[
@@ -100,6 +105,79 @@ struct State {
     routes: BTreeMap<String, BTreeMap<String, Pin>>,
 }
 
+/// What the gateway holds in memory: the state, and (with the shared store) how many of its changes are not
+/// yet written to the database — a reload from the database must not drop them.
+#[derive(Debug, Default)]
+struct Memory {
+    state: State,
+    unwritten: u64,
+}
+
+/// What one listed definition does to a tool's pin under a route's `on_tool_change`.
+enum Effect {
+    /// The pin stands (the same definition, or the change already pending).
+    Unchanged,
+    /// The pin changed (a pending change voided, a changed definition pending or, with `record`, pinned):
+    /// write it; `Some`: a change to record.
+    Changed(Option<ToolRecord>),
+}
+
+/// Compares `def`, listed for `name` on `route`, with `pin` and applies `mode` to it.
+fn compare(route: &str, name: &str, pin: &mut Pin, def: &Definition, mode: OnToolChange) -> Effect {
+    if pin.pinned.digest == def.digest {
+        if pin.pending.take().is_some() {
+            tracing::info!(
+                route,
+                tool = name,
+                "the upstream lists the pinned definition again; the pending change is void"
+            );
+            return Effect::Changed(None);
+        }
+        return Effect::Unchanged;
+    }
+    if pin
+        .pending
+        .as_ref()
+        .is_some_and(|p| p.definition.digest == def.digest)
+    {
+        return Effect::Unchanged; // already recorded
+    }
+    let changed = pin.pinned.changed(def);
+    tracing::warn!(
+        route,
+        tool = name,
+        old_digest = %pin.pinned.digest,
+        new_digest = %def.digest,
+        changed = ?changed,
+        action = mode.label(),
+        "tool definition changed since it was pinned"
+    );
+    crate::metrics::route_stats(route).tool_changed();
+    let record = ToolRecord {
+        route: route.to_owned(),
+        tool: name.to_owned(),
+        old_digest: pin.pinned.digest.clone(),
+        new_digest: def.digest.clone(),
+        fields: changed.clone(),
+        action: Some(mode.label().to_owned()),
+        accepted_by: None,
+    };
+    match mode {
+        OnToolChange::Record => {
+            pin.pinned = def.clone();
+            pin.pending = None;
+        }
+        OnToolChange::Hide | OnToolChange::DenyAll => {
+            pin.pending = Some(Pending {
+                definition: def.clone(),
+                changed,
+                seen_at: crate::audit::record::format_millis(crate::audit::record::now_millis()),
+            });
+        }
+    }
+    Effect::Changed(Some(record))
+}
+
 /// A pending change, as the CLI and the admin API list it.
 #[derive(Debug, Clone, Serialize)]
 pub struct ChangeView {
@@ -122,14 +200,18 @@ pub enum PinError {
     },
     #[error("cannot read {path}: {why}")]
     Read { path: PathBuf, why: String },
+    #[error("tool pins in PostgreSQL {target}: {why}")]
+    Shared { target: String, why: String },
 }
 
 /// The process's pins (opened once at start and shared by every config generation, like the audit log).
 #[derive(Debug)]
 pub struct Pins {
     path: Option<PathBuf>,
-    state: Mutex<State>,
+    memory: Arc<Mutex<Memory>>,
     audit: Option<AuditLog>,
+    /// The PostgreSQL table every replica shares (then `path` is `None`).
+    shared: Option<postgres::Shared>,
 }
 
 /// What a call to a tool of a route meets.
@@ -160,8 +242,28 @@ impl Pins {
         };
         Ok(Pins {
             path,
-            state: Mutex::new(state),
+            memory: Arc::new(Mutex::new(Memory {
+                state,
+                unwritten: 0,
+            })),
             audit,
+            shared: None,
+        })
+    }
+
+    /// Opens the pins shared in PostgreSQL (`approvals.postgres`): creates the table if needed and loads it;
+    /// fails when the database cannot be reached (the gateway does not start without its pins).
+    pub async fn open_shared(
+        settings: &crate::config::PostgresSettings,
+        audit: Option<AuditLog>,
+    ) -> Result<Pins, PinError> {
+        let memory = Arc::new(Mutex::new(Memory::default()));
+        let shared = postgres::Shared::open(settings, memory.clone(), audit.clone()).await?;
+        Ok(Pins {
+            path: None,
+            memory,
+            audit,
+            shared: Some(shared),
         })
     }
 
@@ -169,8 +271,18 @@ impl Pins {
     pub fn in_memory() -> Pins {
         Pins {
             path: None,
-            state: Mutex::new(State::default()),
+            memory: Arc::new(Mutex::new(Memory::default())),
             audit: None,
+            shared: None,
+        }
+    }
+
+    /// Where the pins are kept, for the start log.
+    pub fn describe(&self) -> String {
+        match (&self.shared, &self.path) {
+            (Some(s), _) => format!("PostgreSQL {}", s.target()),
+            (None, Some(p)) => p.display().to_string(),
+            (None, None) => "memory only".to_owned(),
         }
     }
 
@@ -180,82 +292,51 @@ impl Pins {
     pub fn observe(&self, route: &str, mode: OnToolChange, tools: &[Value]) {
         let mut records = Vec::new();
         {
-            let mut state = self.state.lock().expect("pins lock");
-            let mut dirty = false;
-            let pins = state.routes.entry(route.to_owned()).or_default();
+            let mut memory = self.memory.lock().expect("pins lock");
+            let mut writes = Vec::new();
+            let pins = memory.state.routes.entry(route.to_owned()).or_default();
             for t in tools {
                 let Some(name) = t.get("name").and_then(Value::as_str) else {
                     continue;
                 };
                 let def = Definition::of(t);
                 let Some(pin) = pins.get_mut(name) else {
-                    pins.insert(
-                        name.to_owned(),
-                        Pin {
-                            pinned: def,
-                            pending: None,
-                        },
-                    );
-                    dirty = true;
+                    let pin = Pin {
+                        pinned: def.clone(),
+                        pending: None,
+                    };
+                    pins.insert(name.to_owned(), pin.clone());
+                    writes.push(postgres::Write {
+                        route: route.to_owned(),
+                        tool: name.to_owned(),
+                        expect: None,
+                        pin,
+                        seen: def,
+                        mode,
+                    });
                     continue;
                 };
-                if pin.pinned.digest == def.digest {
-                    if pin.pending.take().is_some() {
-                        tracing::info!(
-                            route,
-                            tool = name,
-                            "the upstream lists the pinned definition again; the pending change is void"
-                        );
-                        dirty = true;
-                    }
-                    continue;
+                let expect = pin.pinned.digest.clone();
+                if let Effect::Changed(record) = compare(route, name, pin, &def, mode) {
+                    records.extend(record);
+                    writes.push(postgres::Write {
+                        route: route.to_owned(),
+                        tool: name.to_owned(),
+                        expect: Some(expect),
+                        pin: pin.clone(),
+                        seen: def,
+                        mode,
+                    });
                 }
-                if pin
-                    .pending
-                    .as_ref()
-                    .is_some_and(|p| p.definition.digest == def.digest)
-                {
-                    continue; // already recorded
-                }
-                let changed = pin.pinned.changed(&def);
-                tracing::warn!(
-                    route,
-                    tool = name,
-                    old_digest = %pin.pinned.digest,
-                    new_digest = %def.digest,
-                    changed = ?changed,
-                    action = mode.label(),
-                    "tool definition changed since it was pinned"
-                );
-                crate::metrics::route_stats(route).tool_changed();
-                records.push(ToolRecord {
-                    route: route.to_owned(),
-                    tool: name.to_owned(),
-                    old_digest: pin.pinned.digest.clone(),
-                    new_digest: def.digest.clone(),
-                    fields: changed.clone(),
-                    action: Some(mode.label().to_owned()),
-                    accepted_by: None,
-                });
-                match mode {
-                    OnToolChange::Record => {
-                        pin.pinned = def;
-                        pin.pending = None;
-                    }
-                    OnToolChange::Hide | OnToolChange::DenyAll => {
-                        pin.pending = Some(Pending {
-                            definition: def,
-                            changed,
-                            seen_at: crate::audit::record::format_millis(
-                                crate::audit::record::now_millis(),
-                            ),
-                        });
-                    }
-                }
-                dirty = true;
             }
-            if dirty {
-                self.persist(&state);
+            if !writes.is_empty() {
+                match &self.shared {
+                    Some(shared) => {
+                        memory.unwritten += writes.len() as u64;
+                        shared.write(writes);
+                    }
+                    None => self.persist(&memory.state),
+                }
             }
         }
         if let Some(log) = &self.audit {
@@ -270,8 +351,8 @@ impl Pins {
         if mode == OnToolChange::Record {
             return None;
         }
-        let state = self.state.lock().expect("pins lock");
-        let pins = state.routes.get(route)?;
+        let memory = self.memory.lock().expect("pins lock");
+        let pins = memory.state.routes.get(route)?;
         if pins.get(tool).is_some_and(|p| p.pending.is_some()) {
             return Some(Block::Hidden);
         }
@@ -285,8 +366,9 @@ impl Pins {
 
     /// The tools of `route` whose change is pending (hidden from listings unless the mode is `record`).
     pub fn pending_names(&self, route: &str) -> Vec<String> {
-        let state = self.state.lock().expect("pins lock");
-        state
+        let memory = self.memory.lock().expect("pins lock");
+        memory
+            .state
             .routes
             .get(route)
             .map(|pins| {
@@ -300,39 +382,41 @@ impl Pins {
 
     /// Every pending change.
     pub fn changes(&self) -> Vec<ChangeView> {
-        changes_of(&self.state.lock().expect("pins lock"))
+        changes_of(&self.memory.lock().expect("pins lock").state)
     }
 
     /// Accepts the pending definition of `tool` on `route` as its new pin; recorded as `tool_accepted`
     /// naming `who`. The record is durable before this returns.
     pub async fn accept(&self, route: &str, tool: &str, who: &str) -> Result<ToolRecord, PinError> {
-        let record = {
-            let mut state = self.state.lock().expect("pins lock");
-            // Changed on a copy: memory follows the file only once the file is written.
-            let mut next = state.clone();
-            let pin = next
-                .routes
-                .get_mut(route)
-                .and_then(|p| p.get_mut(tool))
-                .filter(|p| p.pending.is_some())
-                .ok_or_else(|| PinError::NotPending {
-                    route: route.to_owned(),
-                    tool: tool.to_owned(),
-                })?;
-            let pending = pin.pending.take().expect("checked");
-            let record = ToolRecord {
-                route: route.to_owned(),
-                tool: tool.to_owned(),
-                old_digest: pin.pinned.digest.clone(),
-                new_digest: pending.definition.digest.clone(),
-                fields: pending.changed,
-                action: None,
-                accepted_by: Some(who.to_owned()),
-            };
-            pin.pinned = pending.definition;
-            self.try_persist(&next)?;
-            *state = next;
-            record
+        let record = match &self.shared {
+            Some(shared) => {
+                let (record, pin) = shared.accept(route, tool, who).await?;
+                let mut memory = self.memory.lock().expect("pins lock");
+                memory
+                    .state
+                    .routes
+                    .entry(route.to_owned())
+                    .or_default()
+                    .insert(tool.to_owned(), pin);
+                record
+            }
+            None => {
+                let mut memory = self.memory.lock().expect("pins lock");
+                // Changed on a copy: memory follows the file only once the file is written.
+                let mut next = memory.state.clone();
+                let pin = next
+                    .routes
+                    .get_mut(route)
+                    .and_then(|p| p.get_mut(tool))
+                    .ok_or_else(|| PinError::NotPending {
+                        route: route.to_owned(),
+                        tool: tool.to_owned(),
+                    })?;
+                let record = accepted(route, tool, who, pin)?;
+                self.try_persist(&next)?;
+                memory.state = next;
+                record
+            }
         };
         tracing::warn!(route, tool, accepted_by = who, new_digest = %record.new_digest, "tool definition change accepted");
         if let Some(log) = &self.audit
@@ -359,6 +443,25 @@ impl Pins {
             source,
         })
     }
+}
+
+/// Makes `pin`'s pending definition its pin; the `tool_accepted` record naming `who`.
+fn accepted(route: &str, tool: &str, who: &str, pin: &mut Pin) -> Result<ToolRecord, PinError> {
+    let pending = pin.pending.take().ok_or_else(|| PinError::NotPending {
+        route: route.to_owned(),
+        tool: tool.to_owned(),
+    })?;
+    let record = ToolRecord {
+        route: route.to_owned(),
+        tool: tool.to_owned(),
+        old_digest: pin.pinned.digest.clone(),
+        new_digest: pending.definition.digest.clone(),
+        fields: pending.changed,
+        action: None,
+        accepted_by: Some(who.to_owned()),
+    };
+    pin.pinned = pending.definition;
+    Ok(record)
 }
 
 fn changes_of(state: &State) -> Vec<ChangeView> {

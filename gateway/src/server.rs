@@ -60,11 +60,7 @@ impl Server {
         };
         let auditor = open_audit(&config)?;
         let approvals = open_approvals(&config, &auditor).await?;
-        let pins = crate::pins::Pins::open(
-            effective_audit_dir(&config).map(|d| crate::pins::Pins::path_beside(&d)),
-            auditor.log().cloned(),
-        )
-        .map_err(|e| anyhow::anyhow!("{e}: the tool pins file (see `on_tool_change`) must be readable JSON; restore it from a backup or remove it to pin every tool afresh"))?;
+        let pins = open_pins(&config, &auditor).await?;
         let otel = match &config.telemetry {
             Some(otlp) => {
                 let otel = crate::otel::Otel::start(otlp)?;
@@ -304,6 +300,22 @@ pub const AUDIT_DIR_ENV: &str = "MCP_GATEWAY_AUDIT_DIR";
 /// Opens the audit log the config asks for; `None` only when the config disables auditing explicitly.
 /// Opens the approval store when the config has an `approvals:` block (a store that cannot be opened stops
 /// the start: calls needing approval would otherwise have nowhere to wait).
+/// The tool pins: in the approval store's PostgreSQL database when there is one (shared by every replica),
+/// else in `tool-pins.json` beside the audit directory, else (auditing disabled) in memory.
+async fn open_pins(config: &Config, auditor: &Auditor) -> anyhow::Result<crate::pins::Pins> {
+    use crate::pins::Pins;
+    let audit = auditor.log().cloned();
+    let pins = match config.approvals.as_ref().map(|a| &a.store) {
+        Some(StoreSettings::Postgres(pg)) => Pins::open_shared(pg, audit)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}: the tool pins (see `on_tool_change`) are kept in the approval database; check `approvals.postgres`"))?,
+        _ => Pins::open(effective_audit_dir(config).map(|d| Pins::path_beside(&d)), audit)
+            .map_err(|e| anyhow::anyhow!("{e}: the tool pins file (see `on_tool_change`) must be readable JSON; restore it from a backup or remove it to pin every tool afresh"))?,
+    };
+    tracing::info!(store = %pins.describe(), "tool pins: each tool's definition is pinned as first seen");
+    Ok(pins)
+}
+
 async fn open_approvals(
     config: &Config,
     auditor: &Auditor,

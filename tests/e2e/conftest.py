@@ -238,11 +238,11 @@ class Stack:
         self.procs: list[Proc] = []
         self._closers = []
 
-    def upstream(self, kind: str = "v2", env: dict | None = None) -> Upstream:
-        """Start tests/peers/server_<kind>.py on a free port and wait for it to listen (`env`: extra variables,
-        e.g. MCP_RECORD_AUDIT_DIR, see peers/recorder.py)."""
+    def upstream(self, kind: str = "v2", env: dict | None = None, port: int | None = None) -> Upstream:
+        """Start tests/peers/server_<kind>.py on a free port (or `port`, e.g. to restart one) and wait for it to
+        listen (`env`: extra variables, e.g. MCP_RECORD_AUDIT_DIR, see peers/recorder.py)."""
         python = {"v2": VENV_MCP2, "v1": VENV_MCP1}[kind]
-        port = free_port()
+        port = port or free_port()
         n = sum(1 for p in self.procs if p.name.startswith("upstream"))
         rec = self.dir / f"upstream-{kind}-{n}.requests.jsonl"
         proc = Proc(f"upstream-{kind}-{n}", [str(python), str(PEERS / f"server_{kind}.py"), str(port), str(rec)],

@@ -25,16 +25,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Mutex, Notify};
+use tokio::sync::Notify;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{AsyncMessage, Client, Row};
-use tokio_postgres_rustls::MakeRustlsConnect;
+use tokio_postgres::{Client, Row};
 
 use super::store::{
     Approval, ApprovalRow, ApprovalStore, COLUMNS, Decide, GrantKey, Millis, NewApproval, Status,
     StoreError, StoreFuture,
 };
 use crate::config::PostgresSettings;
+use crate::pg::{CONNECT_TIMEOUT, Connection, Target};
 
 /// Schema version of the `mcp_gateway_approvals` table, kept in `mcp_gateway_schema`.
 const SCHEMA_VERSION: i32 = 1;
@@ -44,9 +44,6 @@ pub const CHANNEL: &str = "mcp_gateway_approvals";
 
 /// Deadline of one store call (connecting included): a database that does not answer refuses the call.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Connect timeout when the connection string sets none.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serialises schema creation between replicas starting at once (`pg_advisory_xact_lock` key).
 const SCHEMA_LOCK: i64 = 0x6d63_705f_6170_7231; // "mcp_apr1"
@@ -83,11 +80,9 @@ pub struct PostgresStore {
 }
 
 struct Inner {
-    config: tokio_postgres::Config,
-    tls: MakeRustlsConnect,
-    target: String,
-    /// The query connection; `None` (or closed) → made again on the next call.
-    client: Mutex<Option<Arc<Client>>>,
+    target: Target,
+    /// The query connection, made again on the next call after it closed.
+    conn: Connection,
     /// Woken by every decision or expiry any replica announces.
     decided: Arc<Notify>,
     listener: tokio::task::AbortHandle,
@@ -102,7 +97,7 @@ impl Drop for Inner {
 impl std::fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PostgresStore")
-            .field("target", &self.inner.target)
+            .field("target", &self.inner.target.name)
             .finish_non_exhaustive()
     }
 }
@@ -120,35 +115,25 @@ impl PostgresStore {
     /// `LISTEN` connection. Fails when the database cannot be reached: the gateway does not start without
     /// its approval store.
     pub async fn open(settings: &PostgresSettings) -> Result<PostgresStore, StoreError> {
-        let mut config: tokio_postgres::Config = settings.url.parse().map_err(backend)?;
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(CONNECT_TIMEOUT);
-        }
-        if config.get_application_name().is_none() {
-            config.application_name("mcp-gateway");
-        }
-        let tls = MakeRustlsConnect::new(tls_config(settings.ca_file.as_deref())?);
-        let target = settings.target.clone();
-        let mut client = timed(&target, connect(&config, &tls)).await?;
+        let target = Target::new(settings).map_err(StoreError::Backend)?;
+        let mut client = timed(&target, connect(&target)).await?;
         timed(&target, migrate(&mut client)).await?;
         let decided = Arc::new(Notify::new());
         // Wait (bounded) until the LISTEN is in place, so no decision made right after start is missed.
         let (subscribed, ready) = tokio::sync::oneshot::channel();
-        let listener = tokio::spawn(listen(
-            config.clone(),
-            tls.clone(),
+        let listener = tokio::spawn(target.clone().listen(
+            "approval store",
+            CHANNEL,
             decided.clone(),
             subscribed,
         ));
         if tokio::time::timeout(CONNECT_TIMEOUT, ready).await.is_err() {
-            tracing::warn!(target = %target, "approval store: the PostgreSQL LISTEN connection is not up yet; held calls poll until it is");
+            tracing::warn!(target = %target.name, "approval store: the PostgreSQL LISTEN connection is not up yet; held calls poll until it is");
         }
         Ok(PostgresStore {
             inner: Arc::new(Inner {
-                config,
-                tls,
+                conn: Connection::new(target.clone(), "approval store", Some(client)),
                 target,
-                client: Mutex::new(Some(Arc::new(client))),
                 decided,
                 listener: listener.abort_handle(),
             }),
@@ -158,13 +143,9 @@ impl PostgresStore {
     /// Whether the database is reachable (for `mcp-gateway check`), without writing anything: the server's
     /// version and the approvals schema version found (`None`: not created yet; the gateway creates it).
     pub async fn probe(settings: &PostgresSettings) -> Result<(String, Option<i32>), StoreError> {
-        let mut config: tokio_postgres::Config = settings.url.parse().map_err(backend)?;
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(CONNECT_TIMEOUT);
-        }
-        let tls = MakeRustlsConnect::new(tls_config(settings.ca_file.as_deref())?);
-        timed(&settings.target, async {
-            let client = connect(&config, &tls).await?;
+        let target = Target::new(settings).map_err(StoreError::Backend)?;
+        timed(&target, async {
+            let client = connect(&target).await?;
             let server: String = client
                 .query_one("SHOW server_version", &[])
                 .await
@@ -190,20 +171,11 @@ impl PostgresStore {
 
     /// Where the store is (`user@host:port/dbname sslmode=…`; never the password).
     pub fn target(&self) -> &str {
-        &self.inner.target
+        &self.inner.target.name
     }
 
-    /// The query connection, made again if it closed.
     async fn client(&self) -> Result<Arc<Client>, StoreError> {
-        let mut slot = self.inner.client.lock().await;
-        if let Some(c) = slot.as_ref().filter(|c| !c.is_closed()) {
-            return Ok(c.clone());
-        }
-        *slot = None;
-        let c = Arc::new(connect(&self.inner.config, &self.inner.tls).await?);
-        tracing::info!(store = %self.inner.target, "approval store: connected to PostgreSQL");
-        *slot = Some(c.clone());
-        Ok(c)
+        self.inner.conn.client().await.map_err(StoreError::Backend)
     }
 
     /// Runs one statement and maps its rows, with the call deadline.
@@ -237,66 +209,17 @@ impl PostgresStore {
 
 /// `f` with the call deadline; a timeout is a backend error naming the database.
 async fn timed<T>(
-    target: &str,
+    target: &Target,
     f: impl Future<Output = Result<T, StoreError>>,
 ) -> Result<T, StoreError> {
-    match tokio::time::timeout(CALL_TIMEOUT, f).await {
-        Ok(r) => r,
-        Err(_) => Err(message(format!(
-            "PostgreSQL {target} did not answer within {CALL_TIMEOUT:?}"
-        ))),
-    }
+    target.timed(CALL_TIMEOUT, f).await.map_err(message)?
 }
 
-fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, StoreError> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_native_certs::load_native_certs().certs {
-        let _ = roots.add(cert);
-    }
-    if let Some(path) = ca_file {
-        use rustls_pki_types::pem::PemObject;
-        let certs = rustls_pki_types::CertificateDer::pem_file_iter(path).map_err(|e| {
-            message(format!(
-                "approvals.postgres.ca_file {}: {e}",
-                path.display()
-            ))
-        })?;
-        for c in certs {
-            let c = c.map_err(|e| {
-                message(format!(
-                    "approvals.postgres.ca_file {}: {e}",
-                    path.display()
-                ))
-            })?;
-            roots.add(c).map_err(|e| {
-                message(format!(
-                    "approvals.postgres.ca_file {}: {e}",
-                    path.display()
-                ))
-            })?;
-        }
-    }
-    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(backend)?
-    .with_root_certificates(roots)
-    .with_no_client_auth())
-}
-
-/// A query connection: its I/O runs on its own task; the client reports closed once that task ends.
-async fn connect(
-    config: &tokio_postgres::Config,
-    tls: &MakeRustlsConnect,
-) -> Result<Client, StoreError> {
-    let (client, conn) = config.connect(tls.clone()).await.map_err(backend)?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::warn!(error = %e, "approval store: PostgreSQL connection closed; reconnecting on next use");
-        }
-    });
-    Ok(client)
+async fn connect(target: &Target) -> Result<Client, StoreError> {
+    target
+        .connect("approval store")
+        .await
+        .map_err(StoreError::Backend)
 }
 
 /// Creates or checks the schema, under an advisory lock so replicas starting together do not race.
@@ -332,55 +255,6 @@ async fn migrate(client: &mut Client) -> Result<(), StoreError> {
     .await
     .map_err(backend)?;
     tx.commit().await.map_err(backend)
-}
-
-/// The `LISTEN` connection: wakes held calls on every notification; reconnects every second after a
-/// failure (waking held calls then too, so a decision announced while it was away is not waited on).
-async fn listen(
-    config: tokio_postgres::Config,
-    tls: MakeRustlsConnect,
-    decided: Arc<Notify>,
-    subscribed: tokio::sync::oneshot::Sender<()>,
-) {
-    let mut subscribed = Some(subscribed);
-    loop {
-        match config.connect(tls.clone()).await {
-            Ok((client, mut conn)) => {
-                let pump = async {
-                    loop {
-                        match std::future::poll_fn(|cx| conn.poll_message(cx)).await {
-                            Some(Ok(AsyncMessage::Notification(_))) => decided.notify_waiters(),
-                            Some(Ok(_)) => {}
-                            Some(Err(e)) => return e.to_string(),
-                            None => return "connection closed".to_owned(),
-                        }
-                    }
-                };
-                // The pump drives the connection, so LISTEN completes while it runs.
-                tokio::pin!(pump);
-                let listen = format!("LISTEN {CHANNEL}");
-                let subscribed_now = tokio::select! {
-                    r = client.batch_execute(&listen) => r.map_err(|e| e.to_string()),
-                    e = &mut pump => Err(e),
-                };
-                let ended = match subscribed_now {
-                    Ok(()) => {
-                        if let Some(tx) = subscribed.take() {
-                            let _ = tx.send(());
-                        }
-                        pump.await
-                    }
-                    Err(e) => e,
-                };
-                tracing::warn!(error = %ended, "approval store: PostgreSQL LISTEN connection lost; held calls poll until it is back");
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "approval store: cannot open the PostgreSQL LISTEN connection; held calls poll until it is back");
-            }
-        }
-        decided.notify_waiters();
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
 }
 
 impl ApprovalRow for Row {

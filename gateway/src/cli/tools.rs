@@ -1,6 +1,7 @@
 //! `mcp-gateway tools changes|accept`: tool definitions that changed since they were pinned
-//! ([`crate::pins`]). `changes --config FILE` reads the pins file beside the config's audit directory
-//! (no running gateway needed); otherwise both go through the admin API ([`crate::admin::tools`]) with an
+//! ([`crate::pins`]). `changes --config FILE` reads the pins where that config's gateway keeps them — the
+//! approval store's PostgreSQL database, or the pins file beside the audit directory (no running gateway
+//! needed); otherwise both go through the admin API ([`crate::admin::tools`]) with an
 //! approver's token.
 
 use std::path::PathBuf;
@@ -28,15 +29,28 @@ pub fn run(conn: Conn, cmd: ToolsCommand) -> anyhow::Result<ExitCode> {
     let v = match &cmd {
         ToolsCommand::Changes { config: Some(path) } => {
             let config = crate::config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let Some(dir) = crate::server::effective_audit_dir(&config) else {
-                anyhow::bail!(
-                    "auditing is disabled in {}: the pins then live in the running gateway's memory only; ask its admin API (drop --config)",
-                    path.display()
-                );
+            let changes = match config.approvals.as_ref().map(|a| &a.store) {
+                Some(crate::config::StoreSettings::Postgres(pg)) => {
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?
+                        .block_on(crate::pins::postgres::read_changes(pg))
+                        .with_context(|| {
+                            format!("reading the tool pins of PostgreSQL {}", pg.target)
+                        })?
+                }
+                _ => {
+                    let Some(dir) = crate::server::effective_audit_dir(&config) else {
+                        anyhow::bail!(
+                            "auditing is disabled in {}: the pins then live in the running gateway's memory only; ask its admin API (drop --config)",
+                            path.display()
+                        );
+                    };
+                    let file = crate::pins::Pins::path_beside(&dir);
+                    crate::pins::read_changes(&file)
+                        .with_context(|| format!("reading {}", file.display()))?
+                }
             };
-            let file = crate::pins::Pins::path_beside(&dir);
-            let changes = crate::pins::read_changes(&file)
-                .with_context(|| format!("reading {}", file.display()))?;
             serde_json::json!({ "changes": changes })
         }
         ToolsCommand::Changes { config: None } => {

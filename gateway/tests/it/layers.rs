@@ -19,6 +19,7 @@ const LAYERS: &[&[&str]] = &[
         "outbound",
         "tunnel",
         "certs",
+        "pg",
     ],
     // 1: counters, spans, the body pass-through
     &["metrics", "otel", "body_watch"],

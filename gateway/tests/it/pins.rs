@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 use crate::audit_support::{assert_schema_valid, records};
+use crate::common::postgres::PgCluster;
 use crate::common::{self, TD, call, wasm};
 
 const ALICE: &str = "alice-token-0123456789";
@@ -111,6 +112,17 @@ async fn start(
     up: &Upstream,
     on_change: Option<&str>,
 ) -> Gw {
+    start_with(route, dir, up, on_change, None).await
+}
+
+/// [`start`], with the approval store (and so the pins) in the PostgreSQL database `pg`.
+async fn start_with(
+    route: &'static str,
+    dir: tempfile::TempDir,
+    up: &Upstream,
+    on_change: Option<&str>,
+    pg: Option<&str>,
+) -> Gw {
     if !dir.path().join("tls.crt").exists() {
         mcp_gateway::certs::issue(TD, mcp_gateway::certs::KeyKind::EcdsaP256)
             .unwrap()
@@ -126,7 +138,10 @@ async fn start(
          upstream: {{allowed_ips: [127.0.0.0/8]}}\naudit: {{dir: {d}/audit}}\nadmin: {{listen: '127.0.0.1:0'}}\n\
          policies:\n  cache_dir: {d}/cache\n  modules:\n    allow: {{ path: {w}, settings: {{ allow: ['*'] }} }}\n\
          routes:\n  {route}: {{ upstream: 'http://{up}', policies: [allow]{on_change} }}\n\
-         approvals:\n  approvers:\n    - {{name: alice, token_sha256: {token}}}\n",
+         approvals:\n  approvers:\n    - {{name: alice, token_sha256: {token}}}\n{pg}",
+        pg = pg
+            .map(|url| format!("  postgres: {{url: '{url}'}}\n"))
+            .unwrap_or_default(),
         d = dir.path().display(),
         w = wasm("tool_allowlist").display(),
         up = up.addr,
@@ -400,4 +415,176 @@ async fn deny_all_refuses_every_call_on_the_route_until_accepted() {
     assert_eq!(changed.len(), 1);
     assert_eq!(changed[0]["action"], "deny_all");
     gw.inner.stop().await;
+}
+
+/// Waits (bounded) until `gw` lists `want`: replicas learn each other's pins through PostgreSQL's
+/// notifications, a moment after the change.
+async fn lists_soon(gw: &Gw, want: &[&str]) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let got = listed(gw).await;
+        if got == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} lists {got:?}, want {want:?}",
+            gw.route
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pins_are_shared_by_replicas_on_postgres_a_change_seen_by_one_hides_it_on_all_and_an_acceptance_on_one_holds_on_all()
+ {
+    let (pg, url) = tokio::task::spawn_blocking(|| {
+        let c = PgCluster::start();
+        let url = c.create_db("pins");
+        (c, url)
+    })
+    .await
+    .unwrap();
+    let up = upstream().await;
+    let a = start_with(
+        "rugshared",
+        tempfile::tempdir().unwrap(),
+        &up,
+        None,
+        Some(&url),
+    )
+    .await;
+    let b = start_with(
+        "rugshared",
+        tempfile::tempdir().unwrap(),
+        &up,
+        None,
+        Some(&url),
+    )
+    .await;
+    // A sees (and pins) v1; B has not listed anything yet.
+    assert_eq!(listed(&a).await, ["search", "lookup", "report", "stable"]);
+    assert!(
+        !a.inner.dir.path().join("tool-pins.json").exists(),
+        "with PostgreSQL the pins live in the database, not in a file"
+    );
+
+    // The rug pull, seen first by B: B never saw v1, but A's pins are the pins.
+    *up.tools.lock().unwrap() = v2();
+    lists_soon(&b, &["stable"]).await;
+    // A hides the changed tools without having listed them since.
+    let before = up.calls.load(Ordering::SeqCst);
+    for gw in [&a, &b] {
+        for name in ["search", "lookup", "report"] {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            loop {
+                let v = call_tool(gw, name).await;
+                if v["error"]["code"] == -32602 {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{name} still served on a replica: {v}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+    assert!(
+        up.calls.load(Ordering::SeqCst) <= before + 3,
+        "at most the calls made before A learnt of the change were forwarded"
+    );
+    assert_eq!(listed(&a).await, ["stable"]);
+    settle().await;
+    let changed = of_kind(b.inner.dir.path(), "tool_changed");
+    assert_eq!(
+        changed.len(),
+        3,
+        "B recorded the change it saw: {changed:#?}"
+    );
+    assert!(changed.iter().all(|c| c["action"] == "hide"));
+
+    // Both replicas list the same pending changes; accepting on A holds on B.
+    for gw in [&a, &b] {
+        let (status, v) = admin(gw, "GET", "/tools/changes", Some(ALICE)).await;
+        assert_eq!(status, StatusCode::OK);
+        let mut tools: Vec<&str> = v["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["tool"].as_str().unwrap())
+            .collect();
+        tools.sort_unstable();
+        assert_eq!(tools, ["lookup", "report", "search"], "{v}");
+    }
+    let (status, v) = admin(
+        &a,
+        "POST",
+        "/tools/changes/rugshared/search/accept",
+        Some(ALICE),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let (status, _) = admin(
+        &b,
+        "POST",
+        "/tools/changes/rugshared/search/accept",
+        Some(ALICE),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "accepted once, on every replica"
+    );
+    lists_soon(&b, &["search", "stable"]).await;
+    assert!(ran(&call_tool(&b, "search").await, "search"));
+    assert_eq!(of_kind(a.inner.dir.path(), "tool_accepted").len(), 1);
+
+    // The CLI reads the shared pins without a running gateway.
+    let config = a.inner.dir.path().join("gw.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "tunnel_domain: {TD}\ntls: {{cert_file: {d}/tls.crt, key_file: {d}/tls.key}}\naudit: {{dir: {d}/audit}}\n\
+             routes:\n  rugshared: {{ upstream: 'http://{up}' }}\napprovals:\n  postgres: {{url: '{url}'}}\n",
+            d = a.inner.dir.path().display(),
+            up = up.addr,
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-gateway"))
+        .args(["tools", "changes", "--json", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["changes"].as_array().unwrap().len(), 2, "{v}");
+
+    // A replica started later loads the pins and the pending changes before its first listing.
+    let c = start_with(
+        "rugshared",
+        tempfile::tempdir().unwrap(),
+        &up,
+        None,
+        Some(&url),
+    )
+    .await;
+    let v = call_tool(&c, "lookup").await;
+    assert_eq!(
+        v["error"]["code"], -32602,
+        "pending on a new replica too: {v}"
+    );
+    assert_eq!(listed(&c).await, ["search", "stable"]);
+    for gw in [a, b, c] {
+        let dir = gw.inner.stop().await;
+        assert_schema_valid(&dir.path().join("audit"));
+    }
+    drop(pg);
 }
